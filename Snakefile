@@ -1,0 +1,28 @@
+# bana-pipeline: BANA (CVPR 2021) and every table of its ReScience reproduction, as one workflow.
+#
+#   snakemake --cores 2                                   # the embedded demo (config/config.yaml)
+#   snakemake --cores 16 --configfile config/voc2012.yaml # the paper
+#
+# Rules hold wiring only; the logic lives in bana_core (see DESIGN.md and README.md).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/stage1.smk"
+include: "rules/stage2.smk"
+include: "rules/coco.smk"
+include: "rules/stage3.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,138 @@
+"""Stage 2: pseudo labels (Y_crf, Y_ret) for a fixed shard of an image list, merge and score.
+
+A shard writes ``<shard dir>/{crf,ret}/<id>.png`` and ``meta.json`` (its ids and partial
+confusion matrices) into a temporary folder renamed into place when complete, so a shard is
+complete or absent. The merge step lists every image once in ``index.json`` and adds the
+confusion matrices into ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .classes import NUM_VOC_CLASSES
+from .data.transforms import normalize
+from .data.voc import VocLayout, load_image, load_label, read_voc_xml
+from .errors import DataError
+from .io import atomic_dir, read_json, save_label_png, write_json
+from .metrics import ConfusionMeter
+from .pseudo_labels import make_pseudo_labels
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {
+    "std": {"use_u0": True, "agnostic": False},
+    "nou0": {"use_u0": False, "agnostic": False},  # Table 3/8 "w/o u0": background CAM as u0
+    "agnostic": {"use_u0": True, "agnostic": True},  # Table 9: 1 - u0 for every class
+}
+
+
+def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
+    """Contiguous fixed shard ``shard`` of ``n_shards`` (some may be empty when ids are few)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
+    n = len(ids)
+    return list(ids[shard * n // n_shards:(shard + 1) * n // n_shards])
+
+
+@torch.no_grad()
+def image_features(model, image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Backbone features [C,h,w] (stride 8) of a whole image, float32 on CPU for the label math."""
+    x = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        f = model.features(x)
+    return f[0].float().cpu()
+
+
+def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: str, gen_grid: int, variant: str,
+                   cfg: dict, out_dir: Path, device: torch.device, progress: bool = True) -> dict:
+    """Pseudo labels of one shard, scored against the split's ground truth (when it exists)."""
+    layout = VocLayout(Path(voc_root))
+    opts = VARIANTS[variant]
+    weight = model.classifier_weight.detach().float().cpu()
+    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
+    timings = {"features": 0.0, "labels": 0.0, "io": 0.0}
+    with atomic_dir(out_dir) as tmp:
+        for image_id in tqdm(image_ids, desc=f"pseudo labels {out_dir.name}", disable=not progress, mininterval=5):
+            t0 = time.perf_counter()
+            ann = read_voc_xml(layout.annotation_path(image_id))
+            image = load_image(layout.image_path(image_id), expect_size=(ann.width, ann.height))
+            boxes = ann.boxes()
+            t1 = time.perf_counter()
+            feats = image_features(model, image, device)
+            t2 = time.perf_counter()
+            y_crf, y_ret = make_pseudo_labels(
+                image, feats, weight, boxes, grid_size=gen_grid, bg_threshold=cfg["bg_threshold"],
+                crf=tuple(cfg["crf"]), use_u0=opts["use_u0"], seen_classes=[] if opts["agnostic"] else None)
+            t3 = time.perf_counter()
+            save_label_png(tmp / "crf" / f"{image_id}.png", y_crf)
+            save_label_png(tmp / "ret" / f"{image_id}.png", y_ret)
+            gt_path = layout.label_path(image_id, aug=(split == "train_aug"))
+            if gt_path.exists():
+                gt = load_label(gt_path, expect_size=(ann.width, ann.height))
+                meters["crf"].update(y_crf, gt)
+                meters["ret"].update(y_ret, gt)
+                meters["agree"].update(y_crf, gt, mask=(y_crf == y_ret))
+            timings["io"] += (t1 - t0) + (time.perf_counter() - t3)
+            timings["features"] += t2 - t1
+            timings["labels"] += t3 - t2
+        meta = {"ids": list(image_ids), "confusion": {k: m.to_dict() for k, m in meters.items()},
+                "timings_s": timings}
+        write_json(tmp / "meta.json", meta)
+    return meta
+
+
+def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) -> dict:
+    """One index listing every image once, and the mIoU of Y_crf, Y_ret and their agreement."""
+    index: dict[str, dict[str, str]] = {}
+    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
+    timings: dict[str, float] = {}
+    for d in shard_dirs:
+        d = Path(d)
+        meta = read_json(d / "meta.json")
+        for image_id in meta["ids"]:
+            if image_id in index:
+                raise DataError(d / "meta.json", f"image {image_id} already listed by another shard")
+            index[image_id] = {"crf": str(d / "crf" / f"{image_id}.png"), "ret": str(d / "ret" / f"{image_id}.png")}
+        for k, m in meters.items():
+            m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
+        for k, v in meta.get("timings_s", {}).items():
+            timings[k] = timings.get(k, 0.0) + v
+    write_json(index_path, index)
+    result = {"n_images": len(index), "timings_s": timings}
+    for k, m in meters.items():
+        mean, per_class = m.miou()
+        result[f"miou_{k}"] = None if np.isnan(mean) else float(mean)
+        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+    write_json(eval_path, result)
+    return result
+
+
+def box_fill_label(height: int, width: int, boxes: np.ndarray) -> np.ndarray:
+    """Every box filled with its class, smaller boxes on top (the 'Box' baseline of BANA Table 1)."""
+    label = np.zeros((height, width), np.uint8)
+    if len(boxes) == 0:
+        return label
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for x1, y1, x2, y2, c in boxes[np.argsort(-areas, kind="stable")]:  # few boxes: painter's order
+        label[y1:y2, x1:x2] = c
+    return label
+
+
+def box_fill_miou(voc_root: Path, image_ids: Sequence[str]) -> dict:
+    layout = VocLayout(Path(voc_root))
+    meter = ConfusionMeter(NUM_VOC_CLASSES)
+    for image_id in image_ids:
+        ann = read_voc_xml(layout.annotation_path(image_id))
+        gt = load_label(layout.label_path(image_id), expect_size=(ann.width, ann.height))
+        meter.update(box_fill_label(ann.height, ann.width, ann.boxes()), gt)
+    mean, per_class = meter.miou()
+    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
+            "n_images": len(image_ids)}

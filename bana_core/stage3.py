@@ -1,0 +1,188 @@
+"""Stage 3: DeepLab-V1/V2 trained on the pseudo labels with NAL (or a rival loss); prediction
+with multi-scale + flip averaging; DenseCRF as its own step fed by the saved logits; scoring;
+the VOC evaluation-server archive of test predictions."""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .classes import NUM_VOC_CLASSES
+from .crf import dense_crf
+from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
+from .data.transforms import normalize, train_transform
+from .data.voc import VocLayout, load_image, load_label
+from .errors import DataError
+from .experiments import Segmenter
+from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
+from .losses import build_loss
+from .metrics import ConfusionMeter
+from .models.deeplab import DeepLab
+from .train import TrainSpec, load_weights, poly_lr, save_weights, train
+
+log = logging.getLogger(__name__)
+
+
+def build_segmenter(arch: str, arch_cfg: dict, *, temperature: float, pretrained: str | None = None) -> DeepLab:
+    kwargs = dict(num_classes=NUM_VOC_CLASSES, temperature=temperature, width=arch_cfg.get("width", 1.0),
+                  pretrained=pretrained)
+    if arch == "v1":
+        kwargs["batch_norm"] = arch_cfg.get("batch_norm", False)
+    else:
+        kwargs["resnet_depth"] = arch_cfg.get("depth", 101)
+    return DeepLab(arch, **kwargs)
+
+
+def segmenter_from_weights(path: Path, device: torch.device) -> DeepLab:
+    state, meta = load_weights(path, device)
+    model = build_segmenter(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"])
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def loss_settings(stage3: dict, seg: Segmenter) -> dict:
+    """The loss hyper-parameters of one segmenter: the config's, or its own lambda / damp (Fig. 3)."""
+    return {
+        "temperature": stage3["temperature"],
+        "lam": stage3["lam"] if seg.lam is None else seg.lam,
+        "damp": stage3["damp"] if seg.damp is None else seg.damp,
+        "detach_sigma": stage3["detach_sigma"],
+        "beta": stage3["bootstrap_beta"],
+    }
+
+
+def read_label_index(index_path: Path) -> list[tuple[str, str, str]]:
+    index = read_json(index_path)
+    if not isinstance(index, dict) or not index:
+        raise DataError(index_path, "empty or malformed pseudo-label index")
+    return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(index.items())]
+
+
+def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index: Path, pretrained: str | None,
+                    out: Path, work_dir: Path, device: torch.device, seed: int, workers: int = 0,
+                    progress: bool = True) -> list[dict]:
+    arch_cfg = stage3["arch"][seg.arch]
+    torch.manual_seed(seed)
+    model = build_segmenter(seg.arch, arch_cfg, temperature=stage3["temperature"], pretrained=pretrained).to(device)
+    groups = model.param_groups(arch_cfg["lr"], stage3["weight_decay"], classifier_lr_mult=stage3["classifier_lr_mult"])
+    optimizer = torch.optim.SGD(groups, lr=arch_cfg["lr"], momentum=stage3["momentum"])
+    settings = loss_settings(stage3, seg)
+    loss_fn = build_loss(seg.loss, **settings)
+    aug = stage3["augment"]
+    dataset = PseudoLabelDataset(voc_root, read_label_index(label_index), train_transform(
+        stage3["crop_size"], scale=tuple(aug["scale"]), jitter=aug["jitter"], hflip=aug["hflip"], mask_fill=255,
+        boxes=False), seed=seed)
+
+    def batches(start: int):
+        sampler = IterationBatchSampler(len(dataset), arch_cfg["batch_size"], arch_cfg["iterations"], seed=seed,
+                                        start=start)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_labels, num_workers=workers)
+
+    def step(model, batch):
+        images = normalize(batch["images"].to(device))
+        y_crf, y_ret = batch["y_crf"].to(device), batch["y_ret"].to(device)
+        cosine = model(images)["cosine"].float()
+        # Scores are upsampled to label size (bilinear keeps cosines in [-1, 1]).
+        cosine = F.interpolate(cosine, size=y_crf.shape[-2:], mode="bilinear", align_corners=False)
+        total, parts = loss_fn(cosine, y_crf, y_ret)
+        return total, parts
+
+    spec = TrainSpec(iterations=arch_cfg["iterations"], lr=arch_cfg["lr"],
+                     lr_factor=poly_lr(arch_cfg["iterations"], stage3["lr_power"]), seed=seed,
+                     checkpoint=work_dir / "checkpoint.pt", checkpoint_every=stage3["checkpoint_every"],
+                     log_csv=work_dir / "train_log.csv", progress=progress, desc=f"stage3 {seg.name}")
+    history = train(model, optimizer, batches, step, spec, device)
+    meta = {"arch": seg.arch, "arch_cfg": arch_cfg, "temperature": stage3["temperature"], "loss": seg.loss,
+            "loss_settings": settings, "n_train_images": len(dataset)}
+    save_weights(out, model, meta)
+    (work_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return history
+
+
+@torch.no_grad()
+def predict_logits(model: DeepLab, image: np.ndarray, *, scales: Sequence[float], flip: bool,
+                   device: torch.device) -> torch.Tensor:
+    """Logits [K,H,W] averaged over scales and horizontal flips, at image size (one batch)."""
+    h, w = image.shape[:2]
+    x = normalize(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))
+    total = torch.zeros(model.num_classes, h, w, device=device)
+    n = 0
+    for s in scales:
+        xs = x if s == 1 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False,
+                                            recompute_scale_factor=False)
+        batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(batch)["logits"].float()
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        if flip:
+            logits = torch.stack([logits[0], logits[1].flip(-1)])
+        total += logits.sum(0)
+        n += logits.shape[0]
+    return (total / n).cpu()
+
+
+def predict_split(*, model_path: Path, voc_root: Path, image_ids: Sequence[str], out_dir: Path, scales, flip: bool,
+                  device: torch.device, progress: bool = True) -> None:
+    """Save averaged logits (float16 .npy per image) for a split; the CRF step reads them."""
+    model = segmenter_from_weights(model_path, device)
+    layout = VocLayout(Path(voc_root))
+    with atomic_dir(out_dir) as tmp:
+        for image_id in tqdm(image_ids, desc=f"predict {out_dir.parent.parent.name}", disable=not progress,
+                             mininterval=5):
+            logits = predict_logits(model, load_image(layout.image_path(image_id)), scales=scales, flip=flip,
+                                    device=device)
+            np.save(tmp / f"{image_id}.npy", logits.numpy().astype(np.float16))
+        write_json(tmp / "ids.json", list(image_ids))
+
+
+def postprocess_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[float], out_dir: Path,
+                      progress: bool = True) -> None:
+    """Raw (argmax) and CRF-refined label PNGs from the saved logits."""
+    layout = VocLayout(Path(voc_root))
+    ids = read_json(logits_dir / "ids.json")
+    with atomic_dir(out_dir) as tmp:
+        for image_id in tqdm(ids, desc=f"crf {out_dir.parent.name}", disable=not progress, mininterval=5):
+            logits = torch.from_numpy(np.load(logits_dir / f"{image_id}.npy").astype(np.float32))
+            probs = torch.softmax(logits, 0).numpy()
+            image = load_image(layout.image_path(image_id), expect_size=(probs.shape[2], probs.shape[1]))
+            save_label_png(tmp / "raw" / f"{image_id}.png", probs.argmax(0).astype(np.uint8))
+            refined = dense_crf(image, probs, params=tuple(crf_params))
+            save_label_png(tmp / "crf" / f"{image_id}.png", refined.argmax(0).astype(np.uint8))
+        write_json(tmp / "ids.json", ids)
+
+
+def evaluate_split(pred_dir: Path, voc_root: Path) -> dict:
+    """mIoU before and after CRF; a split without ground truth (real VOC test) says 'submit'."""
+    layout = VocLayout(Path(voc_root))
+    ids = read_json(pred_dir / "ids.json")
+    if not all(layout.label_path(i).exists() for i in ids):
+        return {"status": "submit", "n_images": len(ids)}
+    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("raw", "crf")}
+    for image_id in ids:
+        gt = load_label(layout.label_path(image_id))
+        for k, m in meters.items():
+            m.update(load_label(pred_dir / k / f"{image_id}.png", expect_size=(gt.shape[1], gt.shape[0])), gt)
+    result: dict = {"status": "scored", "n_images": len(ids)}
+    for k, m in meters.items():
+        mean, per_class = m.miou()
+        result[f"miou_{k}"] = float(mean)
+        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+    return result
+
+
+def archive_test_predictions(pred_dir: Path, out: Path, *, method: str = "crf", comp: str = "comp6") -> int:
+    """Palette PNGs in the VOC evaluation-server layout, as a .tar.gz ready to submit."""
+    ids = read_json(pred_dir / "ids.json")
+    prefix = f"results/VOC2012/Segmentation/{comp}_test_cls"
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for image_id in ids:
+            tar.add(pred_dir / method / f"{image_id}.png", arcname=f"{prefix}/{image_id}.png")
+    return len(ids)

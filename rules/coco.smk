@@ -1,0 +1,56 @@
+# VOC-to-COCO (Table 4): class-agnostic pseudo labels on COCO train2017, segm AP.
+
+COCO_OUT = f"{R}/coco/{{clf}}"
+N_COCO_SHARDS = config["coco"]["n_shards"]
+
+
+rule coco_pseudo_labels_shard:
+    """Pseudo labels + instance results for shard k of the COCO images (VOC classifier)."""
+    input:
+        model=f"{R}/classifiers/{{clf}}/model.pt",
+        coco=coco_stamps(),
+    output:
+        directory(f"{COCO_OUT}/shards/{{shard}}"),
+    params:
+        cfg={k: config["stage2"][k] for k in ("grid_size", "bg_threshold", "crf")},
+        coco_root=COCO,
+        n_shards=N_COCO_SHARDS,
+        max_images=config["coco"]["max_images"],
+        drop_grayscale=config["dataset"]["coco_drop_grayscale"],
+        device=config["device"],
+        code=code_version("voc_to_coco", "pseudo_labels", "coco_eval", "bap", "crf", "models", "data/coco"),
+    group:
+        "pseudo_shards"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/coco/{{clf}}_{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/coco/{{clf}}_{{shard}}.tsv"
+    script:
+        "../workflow_scripts/coco_pseudo_labels_shard.py"
+
+
+rule coco_eval:
+    """COCOeval (segm): AP, AP50, AP75, AP_S, AP_M, AP_L of Y_crf and Y_ret."""
+    input:
+        shards=expand(f"{COCO_OUT}/shards/{{shard}}", shard=range(N_COCO_SHARDS), allow_missing=True),
+        coco=coco_stamps(),
+    output:
+        f"{COCO_OUT}/eval.json",
+    params:
+        annotations=f"{COCO}/annotations/instances_train2017.json",
+        code=code_version("voc_to_coco", "coco_eval"),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    log:
+        f"{R}/logs/coco/{{clf}}_eval.log",
+    benchmark:
+        f"{R}/benchmarks/coco/{{clf}}_eval.tsv"
+    script:
+        "../workflow_scripts/coco_eval.py"

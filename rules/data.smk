@@ -1,0 +1,113 @@
+# Datasets: download (or synthesize) -> train_aug -> background masks from boxes.
+
+
+rule synthesize:
+    """The embedded demo dataset, in the public VOC / SBD / COCO layouts, from a seed."""
+    output:
+        f"{DATA}/synthetic_summary.json",
+    params:
+        settings=config["dataset"]["synthetic"],
+        code=code_version("data/synthetic", "io"),
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{DATA_LOGS}/synthesize.log",
+    benchmark:
+        f"{DATA_LOGS}/synthesize.benchmark.tsv"
+    script:
+        "../workflow_scripts/synthesize.py"
+
+
+rule download:
+    """Fetch one public archive (resumable, MD5-checked) and extract it safely into data/."""
+    output:
+        f"{DATA}/manifests/{{archive}}.json",
+    params:
+        spec=lambda wc: config["dataset"]["download"][wc.archive],
+        data_dir=DATA,
+        code=code_version("data/download", "io"),
+    threads: 1
+    retries: 3
+    resources:
+        mem_mb=2000,
+        runtime=600,
+    log:
+        f"{DATA_LOGS}/download_{{archive}}.log",
+    benchmark:
+        f"{DATA_LOGS}/download_{{archive}}.benchmark.tsv"
+    script:
+        "../workflow_scripts/download.py"
+
+
+rule voc_test:
+    """VOC 2012 test images need a login: extract the archive the user gives in config."""
+    output:
+        f"{DATA}/manifests/voc_test.json",
+    params:
+        archive=config["dataset"]["voc_test_archive"],
+        data_dir=DATA,
+        code=code_version("data/download", "io"),
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    log:
+        f"{DATA_LOGS}/voc_test.log",
+    script:
+        "../workflow_scripts/voc_test.py"
+
+
+rule build_train_aug:
+    """SBD cls/*.mat -> SegmentationClassAug PNGs; train_aug = SBD train+val + VOC train - VOC val."""
+    input:
+        voc=voc_stamp(),
+        sbd=sbd_stamp(),
+    output:
+        split=f"{VOC}/ImageSets/Segmentation/train_aug.txt",
+        summary=f"{DATA}/manifests/train_aug.json",
+    params:
+        voc_root=VOC,
+        sbd_root=SBD,
+        expected=config["dataset"]["expected_train_aug"],
+        code=code_version("data/sbd", "data/voc", "io"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        f"{DATA_LOGS}/build_train_aug.log",
+    benchmark:
+        f"{DATA_LOGS}/build_train_aug.benchmark.tsv"
+    script:
+        "../workflow_scripts/build_train_aug.py"
+
+
+rule box_masks:
+    """BgMaskfromBoxes/<id>.png (1 outside every box, 0 inside) for train_aug, train and val."""
+    input:
+        train_aug=rules.build_train_aug.output.split,
+    output:
+        f"{DATA}/manifests/box_masks.json",
+    params:
+        voc_root=VOC,
+        splits=["train_aug", "train", "val"],
+        code=code_version("data/voc", "io"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    log:
+        f"{DATA_LOGS}/box_masks.log",
+    benchmark:
+        f"{DATA_LOGS}/box_masks.benchmark.tsv"
+    script:
+        "../workflow_scripts/box_masks.py"
+
+
+rule data:
+    """Every dataset target of this config (`snakemake --cores 2 data`)."""
+    input:
+        rules.box_masks.output,
+        coco_stamps() if config["coco"]["enabled"] else [],
+    default_target: False

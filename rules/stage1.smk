@@ -1,0 +1,89 @@
+# Stage 1: (demo) backbone pretraining, then the box classifiers with BAP / GAP.
+
+
+def pretrained_input(setting, net):
+    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output."""
+    return [f"{R}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
+
+
+rule pretrain_backbone:
+    """Demo only: single-object classification on synthetic images, ImageNet's role."""
+    output:
+        f"{R}/pretrain/{{net}}/backbone.pt",
+    params:
+        pretrain=config["pretrain"],
+        backbone=lambda wc: config["stage1"]["backbone"] if wc.net == "vgg" else config["stage3"]["arch"]["v2"],
+        work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
+        device=config["device"],
+        seed=config["seed"],
+        code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
+    wildcard_constraints:
+        net="vgg|resnet",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/pretrain_{{net}}.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_{{net}}.tsv"
+    script:
+        "../workflow_scripts/pretrain_backbone.py"
+
+
+def classifier_train_split(wc):
+    _, _, trainset = experiments.parse_classifier(wc.clf)
+    return f"{VOC}/ImageSets/Segmentation/{experiments.train_split(trainset)}.txt"
+
+
+rule train_classifier:
+    """Stage 1: one classifier = pool (bap|gap) x train grid x train set (aug|noaug)."""
+    input:
+        masks=rules.box_masks.output,
+        split=classifier_train_split,
+        pretrained=pretrained_input(config["stage1"]["backbone"]["pretrained"], "vgg"),
+    output:
+        f"{R}/classifiers/{{clf}}/model.pt",
+    params:
+        stage1=config["stage1"],
+        voc_root=VOC,
+        work_dir=lambda wc: f"{R}/classifiers/{wc.clf}",
+        device=config["device"],
+        seed=config["seed"],
+        code=code_version("stage1", "train", "bap", "models", "data/transforms", "data/datasets", "data/voc"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=600,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/train_classifier_{{clf}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_classifier_{{clf}}.tsv"
+    script:
+        "../workflow_scripts/train_classifier.py"
+
+
+rule eval_classifier:
+    """Box classification accuracy on val (BAP-pooled), a check that stage 1 learned."""
+    input:
+        model=rules.train_classifier.output,
+        split=f"{VOC}/ImageSets/Segmentation/val.txt",
+    output:
+        f"{R}/classifiers/{{clf}}/val_accuracy.json",
+    params:
+        voc_root=VOC,
+        device=config["device"],
+        code=code_version("stage1", "bap", "models", "data/voc"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/eval_classifier_{{clf}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_classifier_{{clf}}.tsv"
+    script:
+        "../workflow_scripts/eval_classifier.py"

@@ -1,0 +1,74 @@
+# Stage 2: pseudo labels in fixed shards, merged into one index and scored (mIoU).
+
+PL = f"{R}/pseudo_labels/{{clf}}/gen{{gen}}/{{split}}/{{variant}}"
+N_SHARDS = config["stage2"]["n_shards"]
+
+
+rule pseudo_labels_shard:
+    """Y_crf and Y_ret for shard k of n of one (classifier, generation grid, split, variant)."""
+    input:
+        model=f"{R}/classifiers/{{clf}}/model.pt",
+        split=f"{VOC}/ImageSets/Segmentation/{{split}}.txt",
+    output:
+        directory(f"{PL}/shards/{{shard}}"),
+    params:
+        stage2={k: config["stage2"][k] for k in ("bg_threshold", "crf")},
+        n_shards=N_SHARDS,
+        voc_root=VOC,
+        device=config["device"],
+        code=code_version("stage2", "pseudo_labels", "bap", "crf", "metrics", "models", "data/voc"),
+    group:
+        "pseudo_shards"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.tsv"
+    script:
+        "../workflow_scripts/pseudo_labels_shard.py"
+
+
+rule merge_pseudo_labels:
+    """One index listing every image once; mIoU of Y_crf, Y_ret and 'Ycrf & Yret'."""
+    input:
+        expand(f"{PL}/shards/{{shard}}", shard=range(N_SHARDS), allow_missing=True),
+    output:
+        index=f"{PL}/index.json",
+        eval=f"{PL}/eval.json",
+    params:
+        code=code_version("stage2", "metrics"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.log",
+    benchmark:
+        f"{R}/benchmarks/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.tsv"
+    script:
+        "../workflow_scripts/merge_pseudo_labels.py"
+
+
+rule figure_pseudo_labels:
+    """Image, ground truth, Y_crf, Y_ret for a few val images (the report's Fig. 2)."""
+    input:
+        index=f"{R}/pseudo_labels/{EXP.table3_sets()['bap'].path}/index.json",
+    output:
+        report(f"{R}/figures/pseudo_labels.png", category="Stage 2: pseudo labels",
+               caption="../report/pseudo_labels.rst"),
+    params:
+        voc_root=VOC,
+        n_images=config["stage2"]["figure_images"],
+        code=code_version("figures"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"{R}/logs/figure_pseudo_labels.log",
+    script:
+        "../workflow_scripts/figure_pseudo_labels.py"

@@ -1,0 +1,157 @@
+# Stage 3: DeepLab-V1/V2 on the pseudo labels (NAL and rivals), prediction, CRF, scoring.
+
+SEG = f"{R}/segmenters/{{model}}"
+TRAIN_LABELS = f"{R}/pseudo_labels/{EXP.training_labels().path}/index.json"
+
+
+def segmenter_pretrained(wc):
+    arch = experiments.parse_segmenter(wc.model).arch
+    setting = config["stage3"]["arch"][arch].get("pretrained")
+    return pretrained_input(setting, "vgg" if arch == "v1" else "resnet")
+
+
+def stage3_settings(wc):
+    """Exactly the stage-3 keys a segmenter uses (its arch's block, loss and training keys)."""
+    seg = experiments.parse_segmenter(wc.model)
+    skip = {"arch", "eval_scales", "eval_flip", "fig3_lambdas", "fig3_damps"}
+    settings = {k: v for k, v in config["stage3"].items() if k not in skip}
+    settings["arch"] = {seg.arch: config["stage3"]["arch"][seg.arch]}
+    return settings
+
+
+rule train_segmenter:
+    """DeepLab-V1 / V2 with one loss (ce_crf, ce_ret, nal, baseline, er, bootstrap)."""
+    input:
+        labels=TRAIN_LABELS,
+        pretrained=segmenter_pretrained,
+    output:
+        f"{SEG}/model.pt",
+    params:
+        stage3=stage3_settings,
+        voc_root=VOC,
+        work_dir=lambda wc: f"{R}/segmenters/{wc.model}",
+        device=config["device"],
+        seed=config["seed"],
+        code=code_version("stage3", "train", "losses", "models", "data/transforms", "data/datasets", "data/voc"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=900,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/train_segmenter_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_segmenter_{{model}}.tsv"
+    script:
+        "../workflow_scripts/train_segmenter.py"
+
+
+def segmentation_split(wc):
+    if wc.segsplit == "test":
+        return [voc_test_stamp()]
+    return [f"{VOC}/ImageSets/Segmentation/val.txt"]
+
+
+rule predict_segmenter:
+    """Logits averaged over scales and flips, saved per image for the CRF step."""
+    input:
+        model=rules.train_segmenter.output,
+        split=segmentation_split,
+    output:
+        directory(f"{SEG}/logits/{{segsplit}}"),
+    params:
+        voc_root=VOC,
+        scales=config["stage3"]["eval_scales"],
+        flip=config["stage3"]["eval_flip"],
+        device=config["device"],
+        code=code_version("stage3", "models"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
+    log:
+        f"{R}/logs/predict_{{model}}_{{segsplit}}.log",
+    benchmark:
+        f"{R}/benchmarks/predict_{{model}}_{{segsplit}}.tsv"
+    script:
+        "../workflow_scripts/predict_segmenter.py"
+
+
+rule crf_segmenter:
+    """Raw argmax and DenseCRF-refined label PNGs (per-arch CRF parameters) from saved logits."""
+    input:
+        rules.predict_segmenter.output,
+    output:
+        directory(f"{SEG}/pred/{{segsplit}}"),
+    params:
+        voc_root=VOC,
+        crf=lambda wc: config["stage3"]["arch"][experiments.parse_segmenter(wc.model).arch]["crf"],
+        code=code_version("stage3", "crf"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    log:
+        f"{R}/logs/crf_{{model}}_{{segsplit}}.log",
+    benchmark:
+        f"{R}/benchmarks/crf_{{model}}_{{segsplit}}.tsv"
+    script:
+        "../workflow_scripts/crf_segmenter.py"
+
+
+rule eval_segmenter:
+    """mIoU before and after CRF (a split without ground truth says 'submit')."""
+    input:
+        rules.crf_segmenter.output,
+    output:
+        f"{SEG}/eval_{{segsplit}}.json",
+    params:
+        voc_root=VOC,
+        code=code_version("stage3", "metrics"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{R}/logs/eval_{{model}}_{{segsplit}}.log",
+    script:
+        "../workflow_scripts/eval_segmenter.py"
+
+
+rule archive_test:
+    """Test predictions (CRF) as palette PNGs in the VOC server layout, archived for submission."""
+    input:
+        f"{SEG}/pred/test",
+    output:
+        f"{SEG}/{{model}}_comp6_test_cls.tar.gz",
+    params:
+        code=code_version("stage3"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        f"{R}/logs/archive_test_{{model}}.log",
+    script:
+        "../workflow_scripts/archive_test.py"
+
+
+rule training_curve:
+    """Loss parts and lr over iterations of one segmenter."""
+    input:
+        rules.train_segmenter.output,
+    output:
+        report(f"{R}/figures/training/{{model}}.png", category="Stage 3: segmentation",
+               subcategory="training curves", caption="../report/training_curve.rst"),
+    params:
+        log_csv=lambda wc: f"{R}/segmenters/{wc.model}/train_log.csv",
+        code=code_version("figures"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        f"{R}/logs/training_curve_{{model}}.log",
+    script:
+        "../workflow_scripts/training_curve.py"

@@ -1,0 +1,45 @@
+"""Which experiments the tables need, and their names."""
+from pathlib import Path
+
+from bana_core.config import load_yaml, validate_config
+from bana_core.experiments import Experiments, Segmenter, parse_classifier, parse_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def exp():
+    return Experiments(validate_config(load_yaml(ROOT / "config" / "config.yaml"), ROOT / "config" / "schema.yaml"))
+
+
+def test_classifiers_cover_tables_3_6_8_without_duplicates():
+    names = exp().classifiers()
+    assert names == sorted(set(names))
+    assert set(names) == {"bap-g1-aug", "bap-g2-aug", "bap-g3-aug", "bap-g4-aug", "bap-g5-aug",
+                          "gap-g4-aug", "bap-g4-noaug", "gap-g4-noaug"}
+
+
+def test_table8_scores_noaug_classifiers_on_voc_train():
+    sets = exp().table8_sets()
+    assert sets[("bap", "std", "noaug", "train")].split == "train"
+    assert sets[("bap", "std", "aug", "train")].split == "train_aug"
+    assert sets[("gap", "nou0", "aug", "val")].variant == "nou0"
+    assert len(sets) == 2 * 2 * 2 * 2
+
+
+def test_label_sets_are_shared_between_tables():
+    e = exp()
+    all_sets = e.label_sets()
+    assert len(all_sets) == len(set(all_sets))
+    assert e.table3_sets()["bap"] in all_sets and e.training_labels() in all_sets
+    # Table 3's BAP set is Table 6's (grid 4, gen 1) cell: built once.
+    assert e.table3_sets()["bap"] == e.table6_sets()[(4, 1)]
+
+
+def test_segmenters_and_names_round_trip():
+    e = exp()
+    names = e.segmenters()
+    assert len(names) == 6 + 3 + 9
+    for name in names:
+        assert parse_segmenter(name).name == name
+    assert parse_segmenter("v1-nal-lam0.05-damp70") == Segmenter("v1", "nal", 0.05, 70.0)
+    assert parse_classifier("gap-g4-noaug") == ("gap", 4, "noaug")
