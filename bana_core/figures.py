@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -34,7 +33,7 @@ def pseudo_label_examples(index_path: Path, voc_root: Path, out: Path, n_images:
     for row, image_id in enumerate(ids):
         panels = [load_image(layout.image_path(image_id)), PALETTE[load_label(layout.label_path(image_id))],
                   PALETTE[load_label(index[image_id]["crf"])], PALETTE[load_label(index[image_id]["ret"])]]
-        for col, (ax, panel) in enumerate(zip(axes[row], panels)):
+        for col, (ax, panel) in enumerate(zip(axes[row], panels, strict=True)):
             ax.imshow(panel)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -90,7 +90,7 @@ def select_images(coco: CocoData, max_images: int | None) -> list[int]:
 
 def seen_summary(coco: CocoData) -> dict:
     seen = voc_seen_labels(coco)
-    names = {label: name for (cid, name), label in zip(coco.categories, range(1, len(coco.categories) + 1))}
+    names = {label: name for (cid, name), label in zip(coco.categories, range(1, len(coco.categories) + 1), strict=True)}
     return {"seen": sorted(names[lab] for lab in seen),
             "unseen": sorted(n for lab, n in names.items() if lab not in seen)}
 

@@ -21,7 +21,7 @@ def test_boxes_follow_scale_and_flip():
     for _ in range(5):
         out = t(sample())
         image, boxes = out["image"], out["boxes"]
-        for (x1, y1, x2, y2), lab in zip(boxes.round().long().tolist(), out["labels"].tolist()):
+        for (x1, y1, x2, y2), lab in zip(boxes.round().long().tolist(), out["labels"].tolist(), strict=True):
             assert lab == 7
             inside = image[0, y1:y2, x1:x2]
             assert inside.numel() > 0 and (inside > 100).float().mean() > 0.9

@@ -1,0 +1,1 @@
+"""Datasets: readers of the public VOC / SBD / COCO layouts, the synthetic benchmark, transforms."""
