@@ -106,8 +106,8 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, make_batches
         torch.manual_seed(mix_seed(spec.seed, it, 7))  # dropout etc.: a function of the iteration
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             loss, parts = step(model, batch)
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"{spec.desc}: loss is {float(loss)} at iteration {it}")
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"{spec.desc}: loss is {float(loss.detach())} at iteration {it}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
