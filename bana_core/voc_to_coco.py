@@ -57,7 +57,8 @@ def generate_coco_shard(*, model, coco: CocoData, image_ids: Sequence[int], cfg:
             for key, label in (("crf", y_crf), ("ret", y_ret)):
                 save_label_png(tmp / key / f"{image_id:012d}.png", label)
                 instances = instance_masks_from_label(label, boxes, ann_ids)
-                results[key] += encode_results(image_id, instances, label_to_cat, boxes)
+                keep = [i for i, (_, mask) in enumerate(instances) if mask.any()]  # a box that lost every pixel
+                results[key] += encode_results(image_id, [instances[i] for i in keep], label_to_cat, boxes[keep])
             n_boxes += len(boxes)
         meta = {"ids": [int(i) for i in image_ids], "n_boxes": n_boxes}
         write_json(tmp / "meta.json", meta)
