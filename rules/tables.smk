@@ -54,7 +54,7 @@ rule table:
                    labels={"table": "{table}"}),
         md=f"{TABLES}/{{table}}.md",
     params:
-        keys=lambda wc: TABLE_INPUTS[wc.table][0],
+        table_keys=lambda wc: TABLE_INPUTS[wc.table][0],
         title=lambda wc: TABLE_CAPTIONS[wc.table],
         published=lambda wc: paper_results(wc.table),
         code=code_version("tables"),

@@ -8,7 +8,7 @@ from bana_core.workflow_utils import run_script
 
 def main(smk):
     evals = [read_json(p) for p in smk.input]
-    df = build_table(smk.wildcards.table, smk.params.keys, evals, smk.params.published)
+    df = build_table(smk.wildcards.table, smk.params.table_keys, evals, smk.params.published)
     write_table(df, Path(smk.output.csv).with_suffix(""), title=smk.params.title)
 
 
