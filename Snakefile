@@ -13,6 +13,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/stage1.smk"
@@ -25,4 +28,5 @@ include: "rules/tables.smk"
 rule all:
     input:
         all_targets(),
+        f"{R}/report.html",
     default_target: True

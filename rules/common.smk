@@ -68,3 +68,14 @@ def paper_results(table):
 
     with open(workflow.source_path("../config/paper_results.yaml")) as f:
         return yaml.safe_load(f).get(table, {})
+
+
+def split_file(split):
+    return f"{VOC}/ImageSets/Segmentation/{split}.txt"
+
+
+def split_input(split):
+    """What makes a split list exist: build_train_aug for train_aug, the dataset itself otherwise."""
+    if split == "train_aug":
+        return split_file(split)
+    return voc_test_stamp() if split == "test" else voc_stamp()

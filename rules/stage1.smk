@@ -34,19 +34,20 @@ rule pretrain_backbone:
 
 def classifier_train_split(wc):
     _, _, trainset = experiments.parse_classifier(wc.clf)
-    return f"{VOC}/ImageSets/Segmentation/{experiments.train_split(trainset)}.txt"
+    return experiments.train_split(trainset)
 
 
 rule train_classifier:
     """Stage 1: one classifier = pool (bap|gap) x train grid x train set (aug|noaug)."""
     input:
         masks=rules.box_masks.output,
-        split=classifier_train_split,
+        split=lambda wc: split_input(classifier_train_split(wc)),
         pretrained=pretrained_input(config["stage1"]["backbone"]["pretrained"], "vgg"),
     output:
         f"{R}/classifiers/{{clf}}/model.pt",
     params:
-        stage1=config["stage1"],
+        stage1={k: v for k, v in config["stage1"].items() if k not in ("grid_size", "grid_sizes", "trainsets")},
+        split=lambda wc: split_file(classifier_train_split(wc)),
         voc_root=VOC,
         work_dir=lambda wc: f"{R}/classifiers/{wc.clf}",
         device=config["device"],
@@ -69,10 +70,11 @@ rule eval_classifier:
     """Box classification accuracy on val (BAP-pooled), a check that stage 1 learned."""
     input:
         model=rules.train_classifier.output,
-        split=f"{VOC}/ImageSets/Segmentation/val.txt",
+        split=split_input("val"),
     output:
         f"{R}/classifiers/{{clf}}/val_accuracy.json",
     params:
+        split=split_file("val"),
         voc_root=VOC,
         device=config["device"],
         code=code_version("stage1", "bap", "models", "data/voc"),

@@ -8,12 +8,13 @@ rule pseudo_labels_shard:
     """Y_crf and Y_ret for shard k of n of one (classifier, generation grid, split, variant)."""
     input:
         model=f"{R}/classifiers/{{clf}}/model.pt",
-        split=f"{VOC}/ImageSets/Segmentation/{{split}}.txt",
+        split=lambda wc: split_input(wc.split),
     output:
         directory(f"{PL}/shards/{{shard}}"),
     params:
         stage2={k: config["stage2"][k] for k in ("bg_threshold", "crf")},
         n_shards=N_SHARDS,
+        split=lambda wc: split_file(wc.split),
         voc_root=VOC,
         device=config["device"],
         code=code_version("stage2", "pseudo_labels", "bap", "crf", "metrics", "models", "data/voc"),

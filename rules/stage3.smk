@@ -47,9 +47,7 @@ rule train_segmenter:
 
 
 def segmentation_split(wc):
-    if wc.segsplit == "test":
-        return [voc_test_stamp()]
-    return [f"{VOC}/ImageSets/Segmentation/val.txt"]
+    return split_input(wc.segsplit)
 
 
 rule predict_segmenter:

@@ -73,10 +73,11 @@ rule table:
 rule box_fill_baseline:
     """Every GT box filled with its class (smaller boxes on top), scored on val: the 'Box' baseline."""
     input:
-        f"{VOC}/ImageSets/Segmentation/val.txt",
+        split_input("val"),
     output:
         f"{R}/pseudo_labels/box_fill_val.json",
     params:
+        split=split_file("val"),
         voc_root=VOC,
         code=code_version("stage2", "metrics", "data/voc"),
     threads: 1
@@ -138,3 +139,23 @@ def all_targets():
     targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                 for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
+
+
+rule report:
+    """Snakemake's own HTML report of the run (tables and figures with captions, by stage)."""
+    input:
+        all_targets(),
+    output:
+        f"{R}/report.html",
+    params:
+        snakefile=workflow.main_snakefile,
+        config=config,
+        targets=all_targets(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{R}/logs/report.log",
+    script:
+        "../workflow_scripts/report.py"

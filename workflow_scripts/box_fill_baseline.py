@@ -8,7 +8,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    write_json(smk.output[0], box_fill_miou(Path(smk.params.voc_root), read_split(smk.input[0])))
+    write_json(smk.output[0], box_fill_miou(Path(smk.params.voc_root), read_split(smk.params.split)))
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -11,7 +11,7 @@ from bana_core.workflow_utils import run_script
 def main(smk):
     device = resolve_device(smk.params.device)
     model = classifier_from_weights(Path(smk.input.model[0]), device)
-    write_json(smk.output[0], box_accuracy(model, Path(smk.params.voc_root), read_split(smk.input.split), device))
+    write_json(smk.output[0], box_accuracy(model, Path(smk.params.voc_root), read_split(smk.params.split), device))
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -11,7 +11,7 @@ from bana_core.workflow_utils import run_script
 def main(smk):
     device = resolve_device(smk.params.device)
     wc = smk.wildcards
-    ids = shard_ids(read_split(smk.input.split), int(wc.shard), smk.params.n_shards)
+    ids = shard_ids(read_split(smk.params.split), int(wc.shard), smk.params.n_shards)
     model = classifier_from_weights(Path(smk.input.model), device)
     generate_shard(model=model, voc_root=Path(smk.params.voc_root), image_ids=ids, split=wc.split,
                    gen_grid=int(wc.gen), variant=wc.variant, cfg=smk.params.stage2, out_dir=Path(smk.output[0]),

@@ -12,7 +12,7 @@ def main(smk):
     pool, grid, _ = parse_classifier(smk.wildcards.clf)
     cfg = smk.params.stage1
     pretrained = smk.input.pretrained[0] if smk.input.pretrained else cfg["backbone"].get("pretrained")
-    train_classifier(voc_root=Path(smk.params.voc_root), image_ids=read_split(smk.input.split), pool=pool,
+    train_classifier(voc_root=Path(smk.params.voc_root), image_ids=read_split(smk.params.split), pool=pool,
                      grid_size=grid, cfg=cfg, pretrained=pretrained, out=Path(smk.output[0]),
                      work_dir=Path(smk.params.work_dir), device=resolve_device(smk.params.device),
                      seed=smk.params.seed, workers=0)
