@@ -20,8 +20,7 @@ from tqdm import tqdm
 from .classes import NUM_VOC_CLASSES
 from .data.transforms import normalize
 from .data.voc import VocLayout, load_image, load_label, read_voc_xml
-from .errors import DataError
-from .io import atomic_dir, read_json, save_label_png, write_json
+from .io import atomic_dir, save_label_png, write_json
 from .metrics import ConfusionMeter
 from .pseudo_labels import make_pseudo_labels
 
@@ -32,14 +31,6 @@ VARIANTS = {
     "nou0": {"use_u0": False, "agnostic": False},  # Table 3/8 "w/o u0": background CAM as u0
     "agnostic": {"use_u0": True, "agnostic": True},  # Table 9: 1 - u0 for every class
 }
-
-
-def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
-    """Contiguous fixed shard ``shard`` of ``n_shards`` (some may be empty when ids are few)."""
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
-    n = len(ids)
-    return list(ids[shard * n // n_shards:(shard + 1) * n // n_shards])
 
 
 @torch.no_grad()
@@ -87,52 +78,3 @@ def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: st
                 "timings_s": timings}
         write_json(tmp / "meta.json", meta)
     return meta
-
-
-def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) -> dict:
-    """One index listing every image once, and the mIoU of Y_crf, Y_ret and their agreement."""
-    index: dict[str, dict[str, str]] = {}
-    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
-    timings: dict[str, float] = {}
-    for d in shard_dirs:
-        d = Path(d)
-        meta = read_json(d / "meta.json")
-        for image_id in meta["ids"]:
-            if image_id in index:
-                raise DataError(d / "meta.json", f"image {image_id} already listed by another shard")
-            index[image_id] = {"crf": str(d / "crf" / f"{image_id}.png"), "ret": str(d / "ret" / f"{image_id}.png")}
-        for k, m in meters.items():
-            m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
-        for k, v in meta.get("timings_s", {}).items():
-            timings[k] = timings.get(k, 0.0) + v
-    write_json(index_path, index)
-    result = {"n_images": len(index), "timings_s": timings}
-    for k, m in meters.items():
-        mean, per_class = m.miou()
-        result[f"miou_{k}"] = None if np.isnan(mean) else float(mean)
-        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
-    write_json(eval_path, result)
-    return result
-
-
-def box_fill_label(height: int, width: int, boxes: np.ndarray) -> np.ndarray:
-    """Every box filled with its class, smaller boxes on top (the 'Box' baseline of BANA Table 1)."""
-    label = np.zeros((height, width), np.uint8)
-    if len(boxes) == 0:
-        return label
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    for x1, y1, x2, y2, c in boxes[np.argsort(-areas, kind="stable")]:  # few boxes: painter's order
-        label[y1:y2, x1:x2] = c
-    return label
-
-
-def box_fill_miou(voc_root: Path, image_ids: Sequence[str]) -> dict:
-    layout = VocLayout(Path(voc_root))
-    meter = ConfusionMeter(NUM_VOC_CLASSES)
-    for image_id in image_ids:
-        ann = read_voc_xml(layout.annotation_path(image_id))
-        gt = load_label(layout.label_path(image_id), expect_size=(ann.width, ann.height))
-        meter.update(box_fill_label(ann.height, ann.width, ann.boxes()), gt)
-    mean, per_class = meter.miou()
-    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
-            "n_images": len(image_ids)}

@@ -5,7 +5,6 @@ the VOC evaluation-server archive of test predictions."""
 from __future__ import annotations
 
 import logging
-import tarfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,12 +18,11 @@ from .classes import NUM_VOC_CLASSES
 from .crf import dense_crf
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
 from .data.transforms import normalize, train_transform
-from .data.voc import VocLayout, load_image, load_label
+from .data.voc import VocLayout, load_image
 from .errors import DataError
 from .experiments import Segmenter
-from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
+from .io import atomic_dir, read_json, save_label_png, write_json
 from .losses import build_loss
-from .metrics import ConfusionMeter
 from .models.deeplab import DeepLab
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
@@ -36,8 +34,10 @@ def build_segmenter(arch: str, arch_cfg: dict, *, temperature: float, pretrained
                   pretrained=pretrained)
     if arch == "v1":
         kwargs["batch_norm"] = arch_cfg.get("batch_norm", False)
+        kwargs["fc6_dilation"] = arch_cfg.get("fc6_dilation", 12)
     else:
         kwargs["resnet_depth"] = arch_cfg.get("depth", 101)
+        kwargs["aspp_rates"] = tuple(arch_cfg.get("aspp_rates", (6, 12, 18, 24)))
     return DeepLab(arch, **kwargs)
 
 
@@ -157,32 +157,3 @@ def postprocess_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[
             refined = dense_crf(image, probs, params=tuple(crf_params))
             save_label_png(tmp / "crf" / f"{image_id}.png", refined.argmax(0).astype(np.uint8))
         write_json(tmp / "ids.json", ids)
-
-
-def evaluate_split(pred_dir: Path, voc_root: Path) -> dict:
-    """mIoU before and after CRF; a split without ground truth (real VOC test) says 'submit'."""
-    layout = VocLayout(Path(voc_root))
-    ids = read_json(pred_dir / "ids.json")
-    if not all(layout.label_path(i).exists() for i in ids):
-        return {"status": "submit", "n_images": len(ids)}
-    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("raw", "crf")}
-    for image_id in ids:
-        gt = load_label(layout.label_path(image_id))
-        for k, m in meters.items():
-            m.update(load_label(pred_dir / k / f"{image_id}.png", expect_size=(gt.shape[1], gt.shape[0])), gt)
-    result: dict = {"status": "scored", "n_images": len(ids)}
-    for k, m in meters.items():
-        mean, per_class = m.miou()
-        result[f"miou_{k}"] = float(mean)
-        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
-    return result
-
-
-def archive_test_predictions(pred_dir: Path, out: Path, *, method: str = "crf", comp: str = "comp6") -> int:
-    """Palette PNGs in the VOC evaluation-server layout, as a .tar.gz ready to submit."""
-    ids = read_json(pred_dir / "ids.json")
-    prefix = f"results/VOC2012/Segmentation/{comp}_test_cls"
-    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for image_id in ids:
-            tar.add(pred_dir / method / f"{image_id}.png", arcname=f"{prefix}/{image_id}.png")
-    return len(ids)

@@ -18,7 +18,7 @@ rule coco_pseudo_labels_shard:
         max_images=config["coco"]["max_images"],
         drop_grayscale=config["dataset"]["coco_drop_grayscale"],
         device=config["device"],
-        code=code_version("voc_to_coco", "pseudo_labels", "coco_eval", "bap", "crf", "models", "data/coco"),
+        code=code_version("voc_to_coco", "stage2", "pseudo_labels", "coco_eval", "bap", "crf", "models", "data/coco"),
     group:
         "pseudo_shards"
     threads: 1

@@ -17,7 +17,7 @@ rule pseudo_labels_shard:
         split=lambda wc: split_file(wc.split),
         voc_root=VOC,
         device=config["device"],
-        code=code_version("stage2", "pseudo_labels", "bap", "crf", "metrics", "models", "data/voc"),
+        code=code_version("stage2", "evaluation", "pseudo_labels", "bap", "crf", "metrics", "models", "data/voc"),
     group:
         "pseudo_shards"
     threads: 1
@@ -41,7 +41,7 @@ rule merge_pseudo_labels:
         index=f"{PL}/index.json",
         eval=f"{PL}/eval.json",
     params:
-        code=code_version("stage2", "metrics"),
+        code=code_version("evaluation", "metrics"),
     threads: 1
     resources:
         mem_mb=2000,

@@ -106,7 +106,7 @@ rule eval_segmenter:
         f"{SEG}/eval_{{segsplit}}.json",
     params:
         voc_root=VOC,
-        code=code_version("stage3", "metrics"),
+        code=code_version("evaluation", "metrics"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -124,7 +124,7 @@ rule archive_test:
     output:
         f"{SEG}/{{model}}_comp6_test_cls.tar.gz",
     params:
-        code=code_version("stage3"),
+        code=code_version("evaluation"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -79,7 +79,7 @@ rule box_fill_baseline:
     params:
         split=split_file("val"),
         voc_root=VOC,
-        code=code_version("stage2", "metrics", "data/voc"),
+        code=code_version("evaluation", "metrics", "data/voc"),
     threads: 1
     resources:
         mem_mb=1000,

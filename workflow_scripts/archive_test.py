@@ -2,7 +2,7 @@
 import logging
 from pathlib import Path
 
-from bana_core.stage3 import archive_test_predictions
+from bana_core.evaluation import archive_test_predictions
 from bana_core.workflow_utils import run_script
 
 

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from bana_core.io import write_json
-from bana_core.stage3 import evaluate_split
+from bana_core.evaluation import evaluate_split
 from bana_core.workflow_utils import run_script
 
 

@@ -2,7 +2,7 @@
 import logging
 from pathlib import Path
 
-from bana_core.stage2 import merge_shards
+from bana_core.evaluation import merge_shards
 from bana_core.workflow_utils import run_script
 
 

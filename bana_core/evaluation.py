@@ -1,0 +1,105 @@
+"""Scoring and packaging label maps, without torch: cheap jobs start fast.
+
+Pseudo-label shards (fixed shards, merge into one index + mIoU), the box-fill baseline,
+segmentation predictions before / after CRF, and the VOC evaluation-server archive.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .classes import NUM_VOC_CLASSES
+from .data.voc import VocLayout, load_label, read_voc_xml
+from .errors import DataError
+from .io import atomic_path, read_json, write_json
+from .metrics import ConfusionMeter
+
+
+def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
+    """Contiguous fixed shard ``shard`` of ``n_shards`` (some may be empty when ids are few)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
+    n = len(ids)
+    return list(ids[shard * n // n_shards:(shard + 1) * n // n_shards])
+
+
+def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) -> dict:
+    """One index listing every image once, and the mIoU of Y_crf, Y_ret and their agreement."""
+    index: dict[str, dict[str, str]] = {}
+    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
+    timings: dict[str, float] = {}
+    for d in shard_dirs:
+        d = Path(d)
+        meta = read_json(d / "meta.json")
+        for image_id in meta["ids"]:
+            if image_id in index:
+                raise DataError(d / "meta.json", f"image {image_id} already listed by another shard")
+            index[image_id] = {"crf": str(d / "crf" / f"{image_id}.png"), "ret": str(d / "ret" / f"{image_id}.png")}
+        for k, m in meters.items():
+            m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
+        for k, v in meta.get("timings_s", {}).items():
+            timings[k] = timings.get(k, 0.0) + v
+    write_json(index_path, index)
+    result = {"n_images": len(index), "timings_s": timings}
+    for k, m in meters.items():
+        mean, per_class = m.miou()
+        result[f"miou_{k}"] = None if np.isnan(mean) else float(mean)
+        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+    write_json(eval_path, result)
+    return result
+
+
+def box_fill_label(height: int, width: int, boxes: np.ndarray) -> np.ndarray:
+    """Every box filled with its class, smaller boxes on top (the 'Box' baseline of BANA Table 1)."""
+    label = np.zeros((height, width), np.uint8)
+    if len(boxes) == 0:
+        return label
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for x1, y1, x2, y2, c in boxes[np.argsort(-areas, kind="stable")]:  # few boxes: painter's order
+        label[y1:y2, x1:x2] = c
+    return label
+
+
+def box_fill_miou(voc_root: Path, image_ids: Sequence[str]) -> dict:
+    layout = VocLayout(Path(voc_root))
+    meter = ConfusionMeter(NUM_VOC_CLASSES)
+    for image_id in image_ids:
+        ann = read_voc_xml(layout.annotation_path(image_id))
+        gt = load_label(layout.label_path(image_id), expect_size=(ann.width, ann.height))
+        meter.update(box_fill_label(ann.height, ann.width, ann.boxes()), gt)
+    mean, per_class = meter.miou()
+    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
+            "n_images": len(image_ids)}
+
+
+def evaluate_split(pred_dir: Path, voc_root: Path) -> dict:
+    """mIoU before and after CRF; a split without ground truth (real VOC test) says 'submit'."""
+    layout = VocLayout(Path(voc_root))
+    ids = read_json(pred_dir / "ids.json")
+    if not all(layout.label_path(i).exists() for i in ids):
+        return {"status": "submit", "n_images": len(ids)}
+    meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("raw", "crf")}
+    for image_id in ids:
+        gt = load_label(layout.label_path(image_id))
+        for k, m in meters.items():
+            m.update(load_label(pred_dir / k / f"{image_id}.png", expect_size=(gt.shape[1], gt.shape[0])), gt)
+    result: dict = {"status": "scored", "n_images": len(ids)}
+    for k, m in meters.items():
+        mean, per_class = m.miou()
+        result[f"miou_{k}"] = float(mean)
+        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+    return result
+
+
+def archive_test_predictions(pred_dir: Path, out: Path, *, method: str = "crf", comp: str = "comp6") -> int:
+    """Palette PNGs in the VOC evaluation-server layout, as a .tar.gz ready to submit."""
+    ids = read_json(pred_dir / "ids.json")
+    prefix = f"results/VOC2012/Segmentation/{comp}_test_cls"
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for image_id in ids:
+            tar.add(pred_dir / method / f"{image_id}.png", arcname=f"{prefix}/{image_id}.png")
+    return len(ids)

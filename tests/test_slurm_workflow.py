@@ -1,0 +1,55 @@
+"""The tiny workflow through a real SLURM cluster with profiles/slurm (marked `slurm`).
+
+.ci/run starts the one-node test cluster (tests/slurm_cluster.sh) before running this; without
+a cluster it is skipped with the reason.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from test_slurm_smoke import PROFILE, _cancel_jobs, _cluster_env, _partition
+from test_workflow import TABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def test_tiny_workflow_through_slurm(tmp_path):
+    env = _cluster_env()
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    shutil.copy2(ROOT / "tests" / "data" / "tiny_config.yaml", tmp_path / "tiny.yaml")
+    prefix = f"banawf{uuid.uuid4().hex[:8]}"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile", "tiny.yaml",
+        "--jobs", "4", "--latency-wait", "5",
+        "--default-resources", f"slurm_partition={_partition(env)}", "mem_mb=1000", "runtime=30",
+        "--slurm-init-seconds-before-status-checks", "2", "--slurm-jobname-prefix", prefix,
+        # The test node is small: one job per CPU, and GPU jobs ask for one fake GPU.
+        "--set-threads", *[f"{r}=1" for r in ("synthesize", "build_train_aug", "pretrain_backbone",
+                                              "train_classifier", "train_segmenter")],
+        "--config", "gpus_per_job=1",
+    ]
+    start = time.monotonic()
+    try:
+        run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+    except subprocess.TimeoutExpired as exc:
+        _cancel_jobs(prefix, env)
+        pytest.fail(f"the workflow did not finish through SLURM in 25 min:\n{str(exc.stderr)[-4000:]}")
+    assert run.returncode == 0, run.stderr[-6000:]
+    print(f"tiny workflow through SLURM: {time.monotonic() - start:.0f} s")
+    tables = tmp_path / "results" / "tiny" / "tables"
+    for name in TABLES:
+        assert (tables / f"{name}.csv").exists(), name
+    assert (tmp_path / "results" / "tiny" / "report.html").exists()
+    # The GPU rules really ran as SLURM jobs with a (fake) GPU granted.
+    log = (tmp_path / "results" / "tiny" / "logs" / "train_classifier_bap-g2-aug.log").read_text()
+    assert "stage1" in log
