@@ -116,7 +116,8 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, make_batches
         else:
             loss.backward()
             optimizer.step()
-        row = {"iteration": it, "lr": spec.lr * factor, "loss": float(loss), **{k: float(v) for k, v in parts.items()}}
+        row = {"iteration": it, "lr": spec.lr * factor, "loss": float(loss.detach()),
+               **{k: float(v) for k, v in parts.items()}}
         history.append(row)
         bar.update(1)
         if it % spec.log_every == 0:

@@ -26,6 +26,8 @@ rule coco_pseudo_labels_shard:
         mem_mb=4000,
         runtime=600,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/coco/{{clf}}_{{shard}}.log",
     benchmark:
@@ -48,6 +50,8 @@ rule coco_eval:
     resources:
         mem_mb=16000,
         runtime=120,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/coco/{{clf}}_eval.log",
     benchmark:

@@ -56,10 +56,6 @@ def voc_test_stamp():
     return f"{DATA}/synthetic_summary.json" if SYNTHETIC else f"{DATA}/manifests/voc_test.json"
 
 
-def gpu_resources():
-    return GPUS
-
-
 def paper_results(table):
     """The published numbers of one table, when the config asks to show them."""
     if not config["show_paper_results"]:
@@ -79,3 +75,55 @@ def split_input(split):
     if split == "train_aug":
         return split_file(split)
     return voc_test_stamp() if split == "test" else voc_stamp()
+
+
+def pretrained_input(setting, net):
+    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output."""
+    return [f"{R}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
+
+
+def classifier_train_split(wc):
+    _, _, trainset = experiments.parse_classifier(wc.clf)
+    return experiments.train_split(trainset)
+
+
+def segmenter_pretrained(wc):
+    arch = experiments.parse_segmenter(wc.model).arch
+    setting = config["stage3"]["arch"][arch].get("pretrained")
+    return pretrained_input(setting, "vgg" if arch == "v1" else "resnet")
+
+
+def segmentation_split(wc):
+    return split_input(wc.segsplit)
+
+
+def pl_eval(label_set):
+    return f"{R}/pseudo_labels/{label_set.path}/eval.json"
+
+
+def keyed(pairs):
+    """(keys, files) from (key, file) pairs; keys travel as params, files as inputs."""
+    pairs = list(pairs)
+    return [list(k) if isinstance(k, tuple) else k for k, _ in pairs], [f for _, f in pairs]
+
+
+def all_targets():
+    targets = [f"{TABLES}/{t}.{ext}" for t in TABLE_INPUTS for ext in ("csv", "md")]
+    targets += [f"{TABLES}/stage1_checks.csv", f"{R}/figures/pseudo_labels.png", f"{R}/figures/fig3_lambda_damp.png"]
+    targets += [f"{R}/figures/training/{m}.png" for m in EXP.segmenters()]
+    targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
+                for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
+    return targets
+
+
+def stage3_settings(wc):
+    """Exactly the stage-3 keys a segmenter uses (its arch's block, loss and training keys)."""
+    seg = experiments.parse_segmenter(wc.model)
+    skip = {"arch", "eval_scales", "eval_flip", "fig3_lambdas", "fig3_damps"}
+    settings = {k: v for k, v in config["stage3"].items() if k not in skip}
+    settings["arch"] = {seg.arch: config["stage3"]["arch"][seg.arch]}
+    return settings
+
+
+def seg_eval(model, split="val"):
+    return f"{R}/segmenters/{model}/eval_{split}.json"

@@ -12,6 +12,8 @@ rule synthesize:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/synthesize.log",
     benchmark:
@@ -26,13 +28,15 @@ rule download:
         f"{DATA}/manifests/{{archive}}.json",
     params:
         spec=lambda wc: config["dataset"]["download"][wc.archive],
-        data_dir=DATA,
+        data_dir=lambda wc, output: str(Path(output[0]).parents[1]),
         code=code_version("data/download", "io"),
     threads: 1
     retries: 3
     resources:
         mem_mb=2000,
         runtime=600,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/download_{{archive}}.log",
     benchmark:
@@ -47,11 +51,13 @@ rule voc_test:
         f"{DATA}/manifests/voc_test.json",
     params:
         archive=config["dataset"]["voc_test_archive"],
-        data_dir=DATA,
+        data_dir=lambda wc, output: str(Path(output[0]).parents[1]),
         code=code_version("data/download", "io"),
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/voc_test.log",
     script:
@@ -67,7 +73,7 @@ rule build_train_aug:
         split=f"{VOC}/ImageSets/Segmentation/train_aug.txt",
         summary=f"{DATA}/manifests/train_aug.json",
     params:
-        voc_root=VOC,
+        voc_root=lambda wc, output: str(Path(output.split).parents[2]),
         sbd_root=SBD,
         expected=config["dataset"]["expected_train_aug"],
         code=code_version("data/sbd", "data/voc", "io"),
@@ -75,6 +81,8 @@ rule build_train_aug:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/build_train_aug.log",
     benchmark:
@@ -90,13 +98,15 @@ rule box_masks:
     output:
         f"{DATA}/manifests/box_masks.json",
     params:
-        voc_root=VOC,
+        voc_root=lambda wc, input: str(Path(input.train_aug).parents[2]),
         splits=["train_aug", "train", "val"],
         code=code_version("data/voc", "io"),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/box_masks.log",
     benchmark:

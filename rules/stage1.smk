@@ -1,11 +1,6 @@
 # Stage 1: (demo) backbone pretraining, then the box classifiers with BAP / GAP.
 
 
-def pretrained_input(setting, net):
-    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output."""
-    return [f"{R}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
-
-
 rule pretrain_backbone:
     """Demo only: single-object classification on synthetic images, ImageNet's role."""
     output:
@@ -24,17 +19,14 @@ rule pretrain_backbone:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/pretrain_{{net}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain_{{net}}.tsv"
     script:
         "../workflow_scripts/pretrain_backbone.py"
-
-
-def classifier_train_split(wc):
-    _, _, trainset = experiments.parse_classifier(wc.clf)
-    return experiments.train_split(trainset)
 
 
 rule train_classifier:
@@ -58,6 +50,8 @@ rule train_classifier:
         mem_mb=8000,
         runtime=600,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/train_classifier_{{clf}}.log",
     benchmark:
@@ -83,6 +77,8 @@ rule eval_classifier:
         mem_mb=4000,
         runtime=60,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/eval_classifier_{{clf}}.log",
     benchmark:

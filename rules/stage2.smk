@@ -25,6 +25,8 @@ rule pseudo_labels_shard:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.log",
     benchmark:
@@ -46,6 +48,8 @@ rule merge_pseudo_labels:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.log",
     benchmark:
@@ -69,6 +73,8 @@ rule figure_pseudo_labels:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/figure_pseudo_labels.log",
     script:

@@ -4,21 +4,6 @@ SEG = f"{R}/segmenters/{{model}}"
 TRAIN_LABELS = f"{R}/pseudo_labels/{EXP.training_labels().path}/index.json"
 
 
-def segmenter_pretrained(wc):
-    arch = experiments.parse_segmenter(wc.model).arch
-    setting = config["stage3"]["arch"][arch].get("pretrained")
-    return pretrained_input(setting, "vgg" if arch == "v1" else "resnet")
-
-
-def stage3_settings(wc):
-    """Exactly the stage-3 keys a segmenter uses (its arch's block, loss and training keys)."""
-    seg = experiments.parse_segmenter(wc.model)
-    skip = {"arch", "eval_scales", "eval_flip", "fig3_lambdas", "fig3_damps"}
-    settings = {k: v for k, v in config["stage3"].items() if k not in skip}
-    settings["arch"] = {seg.arch: config["stage3"]["arch"][seg.arch]}
-    return settings
-
-
 rule train_segmenter:
     """DeepLab-V1 / V2 with one loss (ce_crf, ce_ret, nal, baseline, er, bootstrap)."""
     input:
@@ -38,16 +23,14 @@ rule train_segmenter:
         mem_mb=8000,
         runtime=900,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/train_segmenter_{{model}}.log",
     benchmark:
         f"{R}/benchmarks/train_segmenter_{{model}}.tsv"
     script:
         "../workflow_scripts/train_segmenter.py"
-
-
-def segmentation_split(wc):
-    return split_input(wc.segsplit)
 
 
 rule predict_segmenter:
@@ -68,6 +51,8 @@ rule predict_segmenter:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/predict_{{model}}_{{segsplit}}.log",
     benchmark:
@@ -90,6 +75,8 @@ rule crf_segmenter:
     resources:
         mem_mb=2000,
         runtime=120,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/crf_{{model}}_{{segsplit}}.log",
     benchmark:
@@ -111,6 +98,8 @@ rule eval_segmenter:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/eval_{{model}}_{{segsplit}}.log",
     script:
@@ -129,6 +118,8 @@ rule archive_test:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/archive_test_{{model}}.log",
     script:
@@ -149,6 +140,8 @@ rule training_curve:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/training_curve_{{model}}.log",
     script:

@@ -3,20 +3,6 @@
 TABLES = f"{R}/tables"
 
 
-def pl_eval(label_set):
-    return f"{R}/pseudo_labels/{label_set.path}/eval.json"
-
-
-def seg_eval(model, split="val"):
-    return f"{R}/segmenters/{model}/eval_{split}.json"
-
-
-def keyed(pairs):
-    """(keys, files) from (key, file) pairs; keys travel as params, files as inputs."""
-    pairs = list(pairs)
-    return [list(k) if isinstance(k, tuple) else k for k, _ in pairs], [f for _, f in pairs]
-
-
 TABLE_INPUTS = {
     "table3_pseudo_labels": keyed((k, pl_eval(s)) for k, s in EXP.table3_sets().items()),
     "table6_grid_size": keyed((k, pl_eval(s)) for k, s in EXP.table6_sets().items()),
@@ -64,6 +50,8 @@ rule table:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/tables/{{table}}.log",
     script:
@@ -84,6 +72,8 @@ rule box_fill_baseline:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/box_fill_baseline.log",
     script:
@@ -107,6 +97,8 @@ rule stage1_checks:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/tables/stage1_checks.log",
     script:
@@ -126,19 +118,12 @@ rule fig3_heatmap:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/fig3_heatmap.log",
     script:
         "../workflow_scripts/fig3_heatmap.py"
-
-
-def all_targets():
-    targets = [f"{TABLES}/{t}.{ext}" for t in TABLE_INPUTS for ext in ("csv", "md")]
-    targets += [f"{TABLES}/stage1_checks.csv", f"{R}/figures/pseudo_labels.png", f"{R}/figures/fig3_lambda_damp.png"]
-    targets += [f"{R}/figures/training/{m}.png" for m in EXP.segmenters()]
-    targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
-                for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
-    return targets
 
 
 rule report:
@@ -155,6 +140,8 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/bana.yaml"
     log:
         f"{R}/logs/report.log",
     script:

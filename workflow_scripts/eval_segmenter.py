@@ -1,8 +1,8 @@
 """Entry point of rule eval_segmenter."""
 from pathlib import Path
 
-from bana_core.io import write_json
 from bana_core.evaluation import evaluate_split
+from bana_core.io import write_json
 from bana_core.workflow_utils import run_script
 
 
