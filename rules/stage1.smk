@@ -14,7 +14,7 @@ rule pretrain_backbone:
         code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
     wildcard_constraints:
         net="vgg|resnet",
-    threads: 2
+    threads: config["train_threads"]
     resources:
         mem_mb=4000,
         runtime=120,
@@ -45,7 +45,7 @@ rule train_classifier:
         device=config["device"],
         seed=config["seed"],
         code=code_version("stage1", "train", "bap", "models", "data/transforms", "data/datasets", "data/voc"),
-    threads: 2
+    threads: config["train_threads"]
     resources:
         mem_mb=8000,
         runtime=600,

@@ -18,7 +18,7 @@ rule train_segmenter:
         device=config["device"],
         seed=config["seed"],
         code=code_version("stage3", "train", "losses", "models", "data/transforms", "data/datasets", "data/voc"),
-    threads: 2
+    threads: config["train_threads"]
     resources:
         mem_mb=8000,
         runtime=900,
