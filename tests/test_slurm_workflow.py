@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 def test_tiny_workflow_through_slurm(tmp_path):
     env = _cluster_env()
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report"):
+    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     shutil.copy2(ROOT / "tests" / "data" / "tiny_config.yaml", tmp_path / "tiny.yaml")

@@ -45,7 +45,7 @@ def planned_rules(workdir: Path, *args: str) -> set[str]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "bana_core"):
+    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs", "bana_core"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
     shutil.copy2(ROOT / "tests" / "data" / "tiny_config.yaml", work / "tiny.yaml")
