@@ -107,7 +107,12 @@ def test_editing_the_loss_reruns_stage3_and_tables_only(finished_run):
 
 
 def test_editing_a_stage1_key_reruns_stages_1_to_3(finished_run):
-    rules = planned_rules(finished_run, "--config", "stage1={'lr': 0.02}")
+    import yaml
+
+    config = yaml.safe_load((finished_run / "tiny.yaml").read_text())
+    config["stage1"]["lr"] = 0.02
+    (finished_run / "tiny_lr.yaml").write_text(yaml.safe_dump(config))
+    rules = planned_rules(finished_run, "--configfile", "tiny_lr.yaml")
     assert {"train_classifier", "pseudo_labels_shard", "train_segmenter", "table"} <= rules
     assert not rules & {"synthesize", "build_train_aug", "box_masks", "pretrain_backbone"}
 
