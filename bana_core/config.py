@@ -62,7 +62,17 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 lines.append(f"  config key '{_key_of(e)}': {e.message}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     _cross_checks(config)
-    return config
+    return _sorted(config)
+
+
+def _sorted(value):
+    """Dicts with sorted keys, recursively: rules pass config blocks as params, and the order
+    of keys in a user's YAML must not look like a change that reruns them."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _cross_checks(config: dict) -> None:
