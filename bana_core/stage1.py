@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .bap import background_attention, pool_foreground
 from .classes import NUM_VOC_CLASSES
-from .data.datasets import BoxDataset, IterationBatchSampler, collate_boxes
+from .data.datasets import BoxDataset, IterationBatchSampler, collate_boxes, mix_seed
 from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, bg_mask_from_boxes, load_image, read_voc_xml
 from .models import build_backbone, make_param_groups
@@ -126,7 +126,6 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
     Saves the backbone's state dict (loadable through `pretrained: <path>`).
     """
     from .data.synthetic import make_pretrain_set
-    from .models import build_backbone as _build
 
     torch.manual_seed(seed)
     images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed)
@@ -137,10 +136,10 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     y_all = torch.from_numpy(labels).long() - 1  # 20 object classes
     if net == "vgg":
-        backbone = _build("vgg16", width=backbone_cfg.get("width", 1.0),
+        backbone = build_backbone("vgg16", width=backbone_cfg.get("width", 1.0),
                           batch_norm=backbone_cfg.get("batch_norm", False), fc6_dilation=1, pretrained=None)
     else:
-        backbone = _build("resnet", depth=backbone_cfg.get("depth", 18), width=backbone_cfg.get("width", 1.0),
+        backbone = build_backbone("resnet", depth=backbone_cfg.get("depth", 18), width=backbone_cfg.get("width", 1.0),
                           pretrained=None)
     head = torch.nn.Linear(backbone.out_channels, 20)
     model = torch.nn.Sequential(backbone, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head).to(device)
@@ -148,8 +147,6 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
     optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=0.9)
 
     def batches(start: int):
-        from .data.datasets import mix_seed
-
         for it in range(start, cfg["iterations"]):
             g = torch.Generator().manual_seed(mix_seed(seed, it))
             idx = torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg["batch_size"],), generator=g)]
