@@ -1099,7 +1099,11 @@ def _progress(it, total: int, enabled: bool):
 
 
 def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Single centred objects of the 20 VOC classes on random backgrounds (ImageNet's role in the demo).
+    """Single objects of the 20 VOC classes on random backgrounds (ImageNet's role in the demo).
+
+    Object size (10-60 % of the image) and position vary, as ImageNet's do: features pretrained
+    on large centred objects only transferred worse to the scenes' 17-107 px objects (stage-1
+    val box accuracy 61 % against 69 %).
 
     Returns images uint8 [N, size, size, 3] and labels int64 [N] in 1..20, class by class.
     """
@@ -1108,9 +1112,10 @@ def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0) -> tuple[
     for i, label in enumerate(labels):
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, int(label), i]))
         img = _background(rng, size, size)
-        centre = (size / 2 + rng.normal(0, 0.06 * size), size / 2 + rng.normal(0, 0.06 * size))
-        obj = _place(rng, int(label) - 1, size, size, area=rng.uniform(0.3, 0.6), centre=centre)
-        assert obj is not None  # a centred object always lands in the image
+        obj = None
+        while obj is None:  # an object placed too far out is drawn again
+            centre = (size / 2 + rng.normal(0, 0.15 * size), size / 2 + rng.normal(0, 0.15 * size))
+            obj = _place(rng, int(label) - 1, size, size, area=rng.uniform(0.1, 0.6), centre=centre)
         _paint(rng, img, obj, obj.mask)
         img = img + rng.normal(0, 3.0, img.shape)
         images[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
