@@ -35,6 +35,7 @@ def build_segmenter(arch: str, arch_cfg: dict, *, temperature: float, pretrained
     if arch == "v1":
         kwargs["batch_norm"] = arch_cfg.get("batch_norm", False)
         kwargs["fc6_dilation"] = arch_cfg.get("fc6_dilation", 12)
+        kwargs["dropout"] = arch_cfg.get("dropout", 0.5)
     else:
         kwargs["resnet_depth"] = arch_cfg.get("depth", 101)
         kwargs["aspp_rates"] = tuple(arch_cfg.get("aspp_rates", (6, 12, 18, 24)))
