@@ -25,6 +25,22 @@ include: "rules/stage3.smk"
 include: "rules/tables.smk"
 
 
+# Bookkeeping that takes seconds even at full scale runs on the submitting host: under
+# `--executor slurm` each of these would otherwise cost a queued job and a Snakemake start-up.
+localrules:
+    all,
+    merge_pseudo_labels,
+    figure_pseudo_labels,
+    eval_segmenter,
+    archive_test,
+    training_curve,
+    table,
+    box_fill_baseline,
+    stage1_checks,
+    fig3_heatmap,
+    report,
+
+
 rule all:
     input:
         all_targets(),

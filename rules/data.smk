@@ -60,6 +60,8 @@ rule voc_test:
         "../envs/bana.yaml"
     log:
         f"{DATA_LOGS}/voc_test.log",
+    benchmark:
+        f"{DATA_LOGS}/voc_test.benchmark.tsv"
     script:
         "../workflow_scripts/voc_test.py"
 

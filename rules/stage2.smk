@@ -77,5 +77,7 @@ rule figure_pseudo_labels:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/figure_pseudo_labels.log",
+    benchmark:
+        f"{R}/benchmarks/figure_pseudo_labels.tsv"
     script:
         "../workflow_scripts/figure_pseudo_labels.py"

@@ -102,6 +102,8 @@ rule eval_segmenter:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/eval_{{model}}_{{segsplit}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_segmenter_{{model}}_{{segsplit}}.tsv"
     script:
         "../workflow_scripts/eval_segmenter.py"
 
@@ -122,6 +124,8 @@ rule archive_test:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/archive_test_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/archive_test_{{model}}.tsv"
     script:
         "../workflow_scripts/archive_test.py"
 
@@ -144,5 +148,7 @@ rule training_curve:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/training_curve_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/training_curve_{{model}}.tsv"
     script:
         "../workflow_scripts/training_curve.py"

@@ -54,6 +54,8 @@ rule table:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/tables/{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/tables/{{table}}.tsv"
     script:
         "../workflow_scripts/make_table.py"
 
@@ -76,6 +78,8 @@ rule box_fill_baseline:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/box_fill_baseline.log",
+    benchmark:
+        f"{R}/benchmarks/box_fill_baseline.tsv"
     script:
         "../workflow_scripts/box_fill_baseline.py"
 
@@ -101,6 +105,8 @@ rule stage1_checks:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/tables/stage1_checks.log",
+    benchmark:
+        f"{R}/benchmarks/tables/stage1_checks.tsv"
     script:
         "../workflow_scripts/stage1_checks.py"
 
@@ -122,6 +128,8 @@ rule fig3_heatmap:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/fig3_heatmap.log",
+    benchmark:
+        f"{R}/benchmarks/fig3_heatmap.tsv"
     script:
         "../workflow_scripts/fig3_heatmap.py"
 
@@ -144,5 +152,7 @@ rule report:
         "../envs/bana.yaml"
     log:
         f"{R}/logs/report.log",
+    benchmark:
+        f"{R}/benchmarks/report.tsv"
     script:
         "../workflow_scripts/report.py"
