@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from test_slurm_smoke import PROFILE, _cancel_jobs, _cluster_env, _partition
 from test_workflow import TABLES
 
@@ -26,7 +27,11 @@ def test_tiny_workflow_through_slurm(tmp_path):
     for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
-    shutil.copy2(ROOT / "tests" / "data" / "tiny_config.yaml", tmp_path / "tiny.yaml")
+    # One shard per label set: sharding itself is covered by tests/test_workflow.py, and on this
+    # 2-CPU node every SLURM job costs seconds of queueing and Snakemake start-up.
+    tiny = yaml.safe_load((ROOT / "tests" / "data" / "tiny_config.yaml").read_text())
+    tiny["stage2"]["n_shards"] = tiny["coco"]["n_shards"] = 1
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     prefix = f"banawf{uuid.uuid4().hex[:8]}"
     cmd = [
         sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile", "tiny.yaml",
@@ -37,6 +42,9 @@ def test_tiny_workflow_through_slurm(tmp_path):
         "--set-threads", *[f"{r}=1" for r in ("synthesize", "build_train_aug", "pretrain_backbone",
                                               "train_classifier", "train_segmenter")],
         "--config", "gpus_per_job=1",
+        # Each segmenter's train -> predict -> CRF chain as one SLURM job (a group job: Snakemake
+        # runs the chain inside the allocation), as a user would on a busy queue.
+        "--groups", *[f"{r}=segmenter" for r in ("train_segmenter", "predict_segmenter", "crf_segmenter")],
     ]
     start = time.monotonic()
     try:
@@ -53,3 +61,5 @@ def test_tiny_workflow_through_slurm(tmp_path):
     for clf in ("bap-g2-aug", "gap-g2-noaug"):
         assert (tmp_path / "results" / "tiny" / "classifiers" / clf / "model.pt").exists()
     assert "sbatch" in run.stdout + run.stderr or "slurm" in (run.stdout + run.stderr).lower()
+    # the stage-3 chains really ran as group jobs
+    assert "group job segmenter" in (run.stdout + run.stderr).lower()
