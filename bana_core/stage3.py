@@ -23,13 +23,16 @@ from .errors import DataError
 from .experiments import Segmenter
 from .io import atomic_dir, read_json, save_label_png, write_json
 from .losses import build_loss
+from .models import build_segmenter
 from .models.deeplab import DeepLab
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
 log = logging.getLogger(__name__)
 
 
-def build_segmenter(arch: str, arch_cfg: dict, *, temperature: float, pretrained: str | None = None) -> DeepLab:
+def segmenter_from_config(arch: str, arch_cfg: dict, *, temperature: float,
+                          pretrained: str | None = None) -> DeepLab:
+    """The DeepLab of one ``stage3.arch.<arch>`` config block (through the model registry)."""
     kwargs = dict(num_classes=NUM_VOC_CLASSES, temperature=temperature, width=arch_cfg.get("width", 1.0),
                   pretrained=pretrained)
     if arch == "v1":
@@ -39,12 +42,12 @@ def build_segmenter(arch: str, arch_cfg: dict, *, temperature: float, pretrained
     else:
         kwargs["resnet_depth"] = arch_cfg.get("depth", 101)
         kwargs["aspp_rates"] = tuple(arch_cfg.get("aspp_rates", (6, 12, 18, 24)))
-    return DeepLab(arch, **kwargs)
+    return build_segmenter(arch, **kwargs)
 
 
 def segmenter_from_weights(path: Path, device: torch.device) -> DeepLab:
     state, meta = load_weights(path, device)
-    model = build_segmenter(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"])
+    model = segmenter_from_config(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"])
     model.load_state_dict(state)
     return model.to(device).eval()
 
@@ -72,7 +75,8 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
                     progress: bool = True) -> list[dict]:
     arch_cfg = stage3["arch"][seg.arch]
     torch.manual_seed(seed)
-    model = build_segmenter(seg.arch, arch_cfg, temperature=stage3["temperature"], pretrained=pretrained).to(device)
+    model = segmenter_from_config(seg.arch, arch_cfg, temperature=stage3["temperature"],
+                                  pretrained=pretrained).to(device)
     groups = model.param_groups(arch_cfg["lr"], stage3["weight_decay"], classifier_lr_mult=stage3["classifier_lr_mult"])
     optimizer = torch.optim.SGD(groups, lr=arch_cfg["lr"], momentum=stage3["momentum"])
     settings = loss_settings(stage3, seg)

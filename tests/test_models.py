@@ -511,3 +511,20 @@ def test_registry():
         build_segmenter("v9")
     with pytest.raises(ConfigError, match=r"unknown argument\(s\) \['depth'\]"):
         build_segmenter("v2", depth=18)
+
+
+def test_segmenter_from_config_maps_every_arch_key():
+    from bana_core.stage3 import segmenter_from_config
+
+    v1 = segmenter_from_config("v1", {"width": 0.125, "batch_norm": True, "fc6_dilation": 4, "dropout": 0.0},
+                               temperature=7.0)
+    assert v1.temperature == 7.0 and v1.num_classes == 21
+    assert v1.backbone.dropout == 0.0 and isinstance(v1.backbone.drop6, nn.Identity)
+    assert v1.backbone.fc6.dilation == (4, 4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in v1.backbone.modules())
+    default = segmenter_from_config("v1", {"width": 0.125}, temperature=20.0)
+    assert default.backbone.dropout == 0.5 and default.backbone.fc6.dilation == (12, 12)  # LargeFOV
+    v2 = segmenter_from_config("v2", {"depth": 18, "width": 0.125, "aspp_rates": [2, 3]}, temperature=20.0)
+    assert v2.head.rates == (2, 3)
+    with pytest.raises(ConfigError, match="dropout"):
+        segmenter_from_config("v1", {"width": 0.125, "dropout": 1.0}, temperature=20.0)
