@@ -4,11 +4,35 @@ COCO_OUT = f"{R}/coco/{{clf}}"
 N_COCO_SHARDS = config["coco"]["n_shards"]
 
 
+rule coco_index:
+    """Read the COCO annotation file (and probe for grayscale images) once for all shards."""
+    input:
+        coco=coco_stamps(),
+    output:
+        f"{R}/coco/index.npz",
+    params:
+        coco_root=COCO,
+        drop_grayscale=config["dataset"]["coco_drop_grayscale"],
+        code=code_version("data/coco", "io"),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/coco/index.log",
+    benchmark:
+        f"{R}/benchmarks/coco/index.tsv"
+    script:
+        "../workflow_scripts/coco_index.py"
+
+
 rule coco_pseudo_labels_shard:
     """Pseudo labels + instance results for shard k of the COCO images (VOC classifier)."""
     input:
         model=f"{R}/classifiers/{{clf}}/model.pt",
-        coco=coco_stamps(),
+        index=rules.coco_index.output,
     output:
         directory(f"{COCO_OUT}/shards/{{shard}}"),
     params:
@@ -16,7 +40,6 @@ rule coco_pseudo_labels_shard:
         coco_root=COCO,
         n_shards=N_COCO_SHARDS,
         max_images=config["coco"]["max_images"],
-        drop_grayscale=config["dataset"]["coco_drop_grayscale"],
         device=config["device"],
         code=code_version("voc_to_coco", "stage2", "pseudo_labels", "coco_eval", "bap", "crf", "models", "data/coco"),
     group:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bana_core.classes import VOC_CLASS_TO_INDEX
-from bana_core.data.coco import load_coco, voc_seen_labels
+from bana_core.data.coco import load_coco, load_coco_index, save_coco_index, voc_seen_labels
 from bana_core.errors import DataError
 
 # The 80 COCO 2017 categories as (id, name), as in instances_train2017.json.
@@ -167,3 +167,32 @@ def test_voc_seen_labels_subset_and_mismatch(tmp_path):
     path, img_dir = make_coco(tmp_path, categories=moved, annotations=[ann(1, 10, 1, [0, 0, 3, 3])])
     with pytest.raises(DataError, match="category 'dog' has id 99, expected COCO's id 18"):
         voc_seen_labels(load_coco(path, img_dir, drop_grayscale=False))
+
+
+@pytest.mark.parametrize("annotations", [None, []])
+def test_coco_index_round_trip(tmp_path, annotations):
+    path, img_dir = make_coco(tmp_path, annotations=annotations)
+    coco = load_coco(path, img_dir, drop_grayscale=True)
+    save_coco_index(coco, tmp_path / "index.npz")
+    moved = tmp_path / "elsewhere"
+    back = load_coco_index(tmp_path / "index.npz", moved)
+    assert back.categories == coco.categories and back.label_of_coco_id == coco.label_of_coco_id
+    assert back.image_ids == coco.image_ids and back.summary == coco.summary
+    assert back.ann_path == path and back.image_path(20) == moved / "000000000020.jpg"
+    for image_id in (10, 20, 30, 40):
+        np.testing.assert_array_equal(back.boxes(image_id), coco.boxes(image_id))
+        np.testing.assert_array_equal(back.annotation_ids(image_id), coco.annotation_ids(image_id))
+        assert back.image_size(image_id) == coco.image_size(image_id)
+    assert voc_seen_labels(back) == voc_seen_labels(coco)
+
+
+def test_coco_index_errors(tmp_path):
+    with pytest.raises(DataError, match="COCO index not found") as e:
+        load_coco_index(tmp_path / "index.npz", tmp_path)
+    assert "index.npz" in str(e.value)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="unreadable COCO index"):
+        load_coco_index(tmp_path / "bad.npz", tmp_path)
+    np.savez(tmp_path / "old.npz", version=np.int64(0))
+    with pytest.raises(DataError, match="version"):
+        load_coco_index(tmp_path / "old.npz", tmp_path)

@@ -2,7 +2,7 @@
 import logging
 from pathlib import Path
 
-from bana_core.data.coco import load_coco
+from bana_core.data.coco import load_coco_index
 from bana_core.devices import resolve_device
 from bana_core.evaluation import shard_ids
 from bana_core.stage1 import classifier_from_weights
@@ -11,9 +11,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    root = Path(smk.params.coco_root)
-    coco = load_coco(root / "annotations" / "instances_train2017.json", root / "train2017",
-                     drop_grayscale=smk.params.drop_grayscale)
+    coco = load_coco_index(smk.input.index[0], Path(smk.params.coco_root) / "train2017")
     logging.getLogger("bana").info("COCO classes: %s", seen_summary(coco))
     ids = shard_ids(select_images(coco, smk.params.max_images), int(smk.wildcards.shard), smk.params.n_shards)
     device = resolve_device(smk.params.device)

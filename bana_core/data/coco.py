@@ -203,3 +203,65 @@ def voc_seen_labels(coco: CocoData) -> dict[int, int]:
             want = next(k for k, v in expected.items() if v == name)
             raise DataError(coco.ann_path, f"category {name!r} has id {cid}, expected COCO's id {want}")
     return {coco.label_of_coco_id[cid]: COCO_ID_TO_VOC_INDEX[cid] for cid in sorted(expected) if cid in names}
+
+
+# --- the index that COCO shards read ------------------------------------------------------------
+# Parsing instances_train2017.json (448 MB) and probing 118k JPEG headers for grayscale takes
+# minutes and GBs; with 512 shards that would happen 512 times. One job does it once and every
+# shard loads this compact .npz (boxes and file names only, no pickles).
+
+_INDEX_VERSION = 1
+
+
+def save_coco_index(coco: CocoData, path: str | Path) -> None:
+    """Write ``coco`` (as ``load_coco`` returned it) to an .npz that ``load_coco_index`` reads back."""
+    import json
+
+    from ..io import atomic_path
+
+    files = sorted(coco._files)
+    slice_ids = sorted(coco._slices)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            version=np.int64(_INDEX_VERSION),
+            ann_path=np.str_(str(coco.ann_path)),
+            cat_ids=np.asarray([c for c, _ in coco.categories], dtype=np.int64),
+            cat_names=np.asarray([n for _, n in coco.categories], dtype=np.str_),
+            file_ids=np.asarray(files, dtype=np.int64).reshape(-1),
+            file_names=np.asarray([coco._files[i] for i in files], dtype=np.str_).reshape(-1),
+            sizes=np.asarray([coco._sizes[i] for i in files], dtype=np.int64).reshape(-1, 2),
+            slice_ids=np.asarray(slice_ids, dtype=np.int64).reshape(-1),
+            slices=np.asarray([coco._slices[i] for i in slice_ids], dtype=np.int64).reshape(-1, 2),
+            boxes=coco._boxes.astype(np.int64).reshape(-1, 5),
+            ann_ids=coco._ann_ids.astype(np.int64).reshape(-1),
+            image_ids=np.asarray(coco.image_ids, dtype=np.int64).reshape(-1),
+            summary=np.str_(json.dumps(coco.summary, sort_keys=True)),
+        )
+
+
+def load_coco_index(path: str | Path, image_dir: str | Path) -> CocoData:
+    """The ``CocoData`` that ``save_coco_index`` wrote; images are looked up under ``image_dir``."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError(path, "COCO index not found (made by the coco_index rule)") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(path, f"unreadable COCO index ({type(e).__name__}: {e})") from None
+    if arrays.get("version") is None or int(arrays["version"]) != _INDEX_VERSION:
+        raise DataError(path, f"not a COCO index of version {_INDEX_VERSION}; delete it to rebuild")
+    files = {int(i): str(n) for i, n in zip(arrays["file_ids"], arrays["file_names"], strict=True)}
+    categories = [(int(c), str(n)) for c, n in zip(arrays["cat_ids"], arrays["cat_names"], strict=True)]
+    return CocoData(
+        ann_path=Path(str(arrays["ann_path"])), image_dir=Path(image_dir), categories=categories,
+        label_of_coco_id={cid: k + 1 for k, (cid, _) in enumerate(categories)},
+        image_ids=[int(i) for i in arrays["image_ids"]], summary=json.loads(str(arrays["summary"])),
+        _files=files,
+        _sizes={i: (int(w), int(h)) for i, (w, h) in zip(files, arrays["sizes"], strict=True)},
+        _slices={int(i): (int(a), int(b)) for i, (a, b) in zip(arrays["slice_ids"], arrays["slices"], strict=True)},
+        _boxes=arrays["boxes"], _ann_ids=arrays["ann_ids"])
