@@ -16,6 +16,7 @@ from .classes import NUM_VOC_CLASSES
 from .data.voc import VocLayout, load_label, read_voc_xml
 from .errors import DataError
 from .io import atomic_path, read_json, write_json
+from .label_index import index_entry
 from .metrics import ConfusionMeter
 
 
@@ -28,7 +29,12 @@ def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
 
 
 def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) -> dict:
-    """One index listing every image once, and the mIoU of Y_crf, Y_ret and their agreement."""
+    """One index listing every image once, and the mIoU of Y_crf, Y_ret and their agreement.
+
+    Label paths are stored relative to the index's folder, so a results tree can be moved or
+    read from another working directory (``read_pseudo_label_index`` resolves them).
+    """
+    index_dir = Path(index_path).parent
     index: dict[str, dict[str, str]] = {}
     meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
     timings: dict[str, float] = {}
@@ -38,7 +44,7 @@ def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) 
         for image_id in meta["ids"]:
             if image_id in index:
                 raise DataError(d / "meta.json", f"image {image_id} already listed by another shard")
-            index[image_id] = {"crf": str(d / "crf" / f"{image_id}.png"), "ret": str(d / "ret" / f"{image_id}.png")}
+            index[image_id] = index_entry(d, image_id, index_dir)
         for k, m in meters.items():
             m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
         for k, v in meta.get("timings_s", {}).items():

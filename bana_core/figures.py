@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 
 from .classes import voc_palette  # noqa: E402
 from .data.voc import VocLayout, load_image, load_label  # noqa: E402
-from .io import atomic_path, read_json  # noqa: E402
+from .label_index import read_pseudo_label_index  # noqa: E402
+from .io import atomic_path  # noqa: E402
 
 PALETTE = voc_palette()
 
@@ -26,7 +27,7 @@ def _save(fig, out: Path) -> None:
 
 def pseudo_label_examples(index_path: Path, voc_root: Path, out: Path, n_images: int = 4) -> list[str]:
     """Image, ground truth, Y_crf, Y_ret for the first ``n_images`` images of a label index."""
-    index = read_json(index_path)
+    index = read_pseudo_label_index(index_path)
     layout = VocLayout(Path(voc_root))
     ids = sorted(index)[:n_images]
     fig, axes = plt.subplots(len(ids), 4, figsize=(10, 2.2 * len(ids)), squeeze=False)

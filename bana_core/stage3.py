@@ -21,6 +21,7 @@ from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, load_image
 from .errors import DataError
 from .experiments import Segmenter
+from .label_index import read_pseudo_label_index
 from .io import atomic_dir, read_json, save_label_png, write_json
 from .losses import build_loss
 from .models import build_segmenter
@@ -63,10 +64,9 @@ def loss_settings(stage3: dict, seg: Segmenter) -> dict:
     }
 
 
-def read_label_index(index_path: Path) -> list[tuple[str, str, str]]:
-    index = read_json(index_path)
-    if not isinstance(index, dict) or not index:
-        raise DataError(index_path, "empty or malformed pseudo-label index")
+def read_label_index(index_path: Path) -> list[tuple[str, Path, Path]]:
+    """(image id, Y_crf path, Y_ret path) of every image of a merged label set, sorted by id."""
+    index = read_pseudo_label_index(index_path)
     return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(index.items())]
 
 

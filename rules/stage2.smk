@@ -43,7 +43,7 @@ rule merge_pseudo_labels:
         index=f"{PL}/index.json",
         eval=f"{PL}/eval.json",
     params:
-        code=code_version("evaluation", "metrics"),
+        code=code_version("evaluation", "metrics", "label_index"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -68,7 +68,7 @@ rule figure_pseudo_labels:
     params:
         voc_root=VOC,
         n_images=config["stage2"]["figure_images"],
-        code=code_version("figures"),
+        code=code_version("figures", "label_index"),
     threads: 1
     resources:
         mem_mb=2000,

@@ -17,7 +17,8 @@ rule train_segmenter:
         work_dir=lambda wc: f"{R}/segmenters/{wc.model}",
         device=config["device"],
         seed=config["seed"],
-        code=code_version("stage3", "train", "losses", "models", "data/transforms", "data/datasets", "data/voc"),
+        code=code_version("stage3", "train", "losses", "models", "label_index", "data/transforms", "data/datasets",
+                          "data/voc"),
     threads: config["train_threads"]
     resources:
         mem_mb=8000,
