@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 
 from .classes import voc_palette  # noqa: E402
 from .data.voc import VocLayout, load_image, load_label  # noqa: E402
-from .label_index import read_pseudo_label_index  # noqa: E402
 from .io import atomic_path  # noqa: E402
+from .label_index import read_pseudo_label_index  # noqa: E402
 
 PALETTE = voc_palette()
 

@@ -19,10 +19,9 @@ from .crf import dense_crf
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
 from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, load_image
-from .errors import DataError
 from .experiments import Segmenter
-from .label_index import read_pseudo_label_index
 from .io import atomic_dir, read_json, save_label_png, write_json
+from .label_index import read_pseudo_label_index
 from .losses import build_loss
 from .models import build_segmenter
 from .models.deeplab import DeepLab
@@ -64,12 +63,6 @@ def loss_settings(stage3: dict, seg: Segmenter) -> dict:
     }
 
 
-def read_label_index(index_path: Path) -> list[tuple[str, Path, Path]]:
-    """(image id, Y_crf path, Y_ret path) of every image of a merged label set, sorted by id."""
-    index = read_pseudo_label_index(index_path)
-    return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(index.items())]
-
-
 def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index: Path, pretrained: str | None,
                     out: Path, work_dir: Path, device: torch.device, seed: int, workers: int = 0,
                     progress: bool = True) -> list[dict]:
@@ -82,7 +75,9 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
     settings = loss_settings(stage3, seg)
     loss_fn = build_loss(seg.loss, **settings)
     aug = stage3["augment"]
-    dataset = PseudoLabelDataset(voc_root, read_label_index(label_index), train_transform(
+    items = [(image_id, paths["crf"], paths["ret"])
+             for image_id, paths in sorted(read_pseudo_label_index(label_index).items())]
+    dataset = PseudoLabelDataset(voc_root, items, train_transform(
         stage3["crop_size"], scale=tuple(aug["scale"]), jitter=aug["jitter"], hflip=aug["hflip"], mask_fill=255,
         boxes=False), seed=seed)
 

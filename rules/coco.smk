@@ -2,6 +2,8 @@
 
 COCO_OUT = f"{R}/coco/{{clf}}"
 N_COCO_SHARDS = config["coco"]["n_shards"]
+COCO_ANNOTATIONS = f"{COCO}/annotations/instances_train2017.json"
+COCO_IMAGES = f"{COCO}/train2017"
 
 
 rule coco_index:
@@ -11,7 +13,8 @@ rule coco_index:
     output:
         f"{R}/coco/index.npz",
     params:
-        coco_root=COCO,
+        annotations=COCO_ANNOTATIONS,
+        images=COCO_IMAGES,
         drop_grayscale=config["dataset"]["coco_drop_grayscale"],
         code=code_version("data/coco", "io"),
     threads: 1
@@ -37,7 +40,7 @@ rule coco_pseudo_labels_shard:
         directory(f"{COCO_OUT}/shards/{{shard}}"),
     params:
         cfg={k: config["stage2"][k] for k in ("grid_size", "bg_threshold", "crf")},
-        coco_root=COCO,
+        images=COCO_IMAGES,
         n_shards=N_COCO_SHARDS,
         max_images=config["coco"]["max_images"],
         device=config["device"],
@@ -67,7 +70,7 @@ rule coco_eval:
     output:
         f"{COCO_OUT}/eval.json",
     params:
-        annotations=f"{COCO}/annotations/instances_train2017.json",
+        annotations=COCO_ANNOTATIONS,
         code=code_version("voc_to_coco", "coco_eval"),
     threads: 1
     resources:

@@ -11,7 +11,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    coco = load_coco_index(smk.input.index[0], Path(smk.params.coco_root) / "train2017")
+    coco = load_coco_index(smk.input.index[0], Path(smk.params.images))
     logging.getLogger("bana").info("COCO classes: %s", seen_summary(coco))
     ids = shard_ids(select_images(coco, smk.params.max_images), int(smk.wildcards.shard), smk.params.n_shards)
     device = resolve_device(smk.params.device)

@@ -10,7 +10,9 @@ dataset and COCO's per-id dicts). pycocotools stays in use for evaluation (``COC
 
 from __future__ import annotations
 
+import json
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from PIL import Image
 
 from ..classes import COCO_ID_TO_VOC_INDEX, VOC_TO_COCO
 from ..errors import DataError
-from ..io import read_json
+from ..io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,6 @@ class CocoData:
     ann_path: Path
     image_dir: Path
     categories: list[tuple[int, str]]          # (coco id, name), sorted by id
-    label_of_coco_id: dict[int, int]          # coco id -> contiguous label 1..K
     image_ids: list[int]                      # images kept: >= 1 usable box (and colour, if asked)
     summary: dict
     _files: dict[int, str] = field(repr=False)
@@ -42,6 +43,10 @@ class CocoData:
     _slices: dict[int, tuple[int, int]] = field(repr=False)
     _boxes: np.ndarray = field(repr=False)    # int64 [A, 5], grouped by image, by annotation id within
     _ann_ids: np.ndarray = field(repr=False)  # int64 [A]
+    label_of_coco_id: dict[int, int] = field(init=False)  # coco id -> contiguous label 1..K
+
+    def __post_init__(self) -> None:
+        self.label_of_coco_id = {cid: k + 1 for k, (cid, _) in enumerate(self.categories)}
 
     def image_path(self, image_id: int) -> Path:
         return self.image_dir / self._files[int(image_id)]
@@ -108,7 +113,6 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     categories = sorted(zip((int(c) for c in cats["id"]), (str(n) for n in cats["name"]), strict=True))
     if len({cid for cid, _ in categories}) != len(categories):
         raise DataError(ann_path, "duplicate category ids")
-    label_of_coco_id = {cid: k + 1 for k, (cid, _) in enumerate(categories)}
 
     imgs = _table(ann_path, data["images"], ("id", "file_name", "width", "height"), "image")
     files = dict(zip((int(i) for i in imgs["id"]), imgs["file_name"], strict=True))
@@ -131,7 +135,7 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     del anns
 
     # Validate references, vectorised: report the first offending annotation.
-    known_cats = np.asarray(sorted(label_of_coco_id), dtype=np.int64)
+    known_cats = np.asarray([cid for cid, _ in categories], dtype=np.int64)  # sorted
     bad = ~np.isin(ann_cat, known_cats)
     if bad.any():
         k = int(np.argmax(bad))
@@ -184,7 +188,7 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     }
     log.info("COCO %s: %s", ann_path.name, summary)
     return CocoData(ann_path=ann_path, image_dir=image_dir, categories=categories,
-                    label_of_coco_id=label_of_coco_id, image_ids=with_boxes, summary=summary,
+                    image_ids=with_boxes, summary=summary,
                     _files=files, _sizes=sizes, _slices=slices, _boxes=boxes, _ann_ids=kept_ids)
 
 
@@ -215,10 +219,6 @@ _INDEX_VERSION = 1
 
 def save_coco_index(coco: CocoData, path: str | Path) -> None:
     """Write ``coco`` (as ``load_coco`` returned it) to an .npz that ``load_coco_index`` reads back."""
-    import json
-
-    from ..io import atomic_path
-
     files = sorted(coco._files)
     slice_ids = sorted(coco._slices)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -242,9 +242,6 @@ def save_coco_index(coco: CocoData, path: str | Path) -> None:
 
 def load_coco_index(path: str | Path, image_dir: str | Path) -> CocoData:
     """The ``CocoData`` that ``save_coco_index`` wrote; images are looked up under ``image_dir``."""
-    import json
-    import zipfile
-
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -259,7 +256,6 @@ def load_coco_index(path: str | Path, image_dir: str | Path) -> CocoData:
     categories = [(int(c), str(n)) for c, n in zip(arrays["cat_ids"], arrays["cat_names"], strict=True)]
     return CocoData(
         ann_path=Path(str(arrays["ann_path"])), image_dir=Path(image_dir), categories=categories,
-        label_of_coco_id={cid: k + 1 for k, (cid, _) in enumerate(categories)},
         image_ids=[int(i) for i in arrays["image_ids"]], summary=json.loads(str(arrays["summary"])),
         _files=files,
         _sizes={i: (int(w), int(h)) for i, (w, h) in zip(files, arrays["sizes"], strict=True)},
