@@ -128,7 +128,8 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
     from .data.synthetic import make_pretrain_set
 
     torch.manual_seed(seed)
-    images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed)
+    images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed,
+                                       clutter=cfg.get("clutter", 0.0))
     n_val = max(len(images) // 10, 1)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from bana_core.classes import VOC_CLASS_TO_INDEX, VOC_TO_COCO, voc_palette
 from bana_core.data import synthetic
-from bana_core.data.synthetic import make_pretrain_set, mask_to_polygons, synthesize
+from bana_core.data.synthetic import make_pretrain_set, mask_to_polygons, render_pretrain_image, synthesize
 
 # pycocotools (not this code) warns about numpy 2 copy semantics on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
@@ -262,6 +262,22 @@ def test_pretrain_set():
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
     assert not np.array_equal(x, make_pretrain_set(3, size=40, seed=1)[0])
     assert x.std() > 20  # textured, not blank
+
+
+def test_pretrain_clutter_keeps_the_labelled_object_visible():
+    n_front = 0
+    for i in range(40):
+        label = 1 + i % 20
+        _, whole, n_clean = render_pretrain_image(np.random.default_rng(i), label, 48, clutter=0.0)
+        _, visible, n = render_pretrain_image(np.random.default_rng(i), label, 48, clutter=1.0)
+        assert n_clean == 0 and 1 <= n <= 2
+        # same draws up to the distractors: the labelled object is placed where it was without
+        # clutter, and distractors in front leave it at least 60 % of its pixels
+        assert not (visible & ~whole).any() and visible.sum() >= 0.6 * whole.sum()
+        n_front += int(visible.sum() < whole.sum())
+    assert 5 <= n_front <= 35  # distractors go in front about half the time
+    x0 = make_pretrain_set(2, size=40, seed=0)[0]
+    assert not np.array_equal(x0, make_pretrain_set(2, size=40, seed=0, clutter=0.5)[0])
 
 
 def test_mask_to_polygons_round_trip():
