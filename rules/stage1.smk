@@ -14,7 +14,7 @@ rule pretrain_backbone:
         code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
     wildcard_constraints:
         net="vgg|resnet",
-    threads: config["pretrain"]["threads"] or config["train_threads"]
+    threads: lambda wc: (config["pretrain"]["threads"] if wc.net == "vgg" else None) or config["train_threads"]
     resources:
         mem_mb=4000,
         runtime=120,
