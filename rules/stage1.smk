@@ -6,7 +6,7 @@ rule pretrain_backbone:
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:
-        pretrain={k: v for k, v in config["pretrain"].items() if k != "threads"},  # threads: no rerun
+        pretrain=config["pretrain"],
         backbone=lambda wc: config["stage1"]["backbone"] if wc.net == "vgg" else config["stage3"]["arch"]["v2"],
         work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
         device=config["device"],
@@ -14,7 +14,7 @@ rule pretrain_backbone:
         code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
     wildcard_constraints:
         net="vgg|resnet",
-    threads: lambda wc: (config["pretrain"]["threads"] if wc.net == "vgg" else None) or config["train_threads"]
+    threads: config["train_threads"]
     resources:
         mem_mb=4000,
         runtime=120,
