@@ -129,7 +129,7 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
 
     torch.manual_seed(seed)
     images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed,
-                                       clutter=cfg.get("clutter", 0.0))
+                                       clutter=cfg["clutter"])  # default: config/schema.yaml
     n_val = max(len(images) // 10, 1)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

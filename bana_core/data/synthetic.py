@@ -1098,6 +1098,13 @@ def _progress(it, total: int, enabled: bool):
     return tqdm(it, total=total, desc="synthesize", unit="img")
 
 
+def _image_mask(obj: _Placed, h: int, w: int) -> np.ndarray:
+    """The object's (unoccluded) mask in image coordinates."""
+    mask = np.zeros((h, w), dtype=bool)
+    mask[obj.ys, obj.xs] = obj.mask
+    return mask
+
+
 def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, *,
                           clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
     """One pretraining image: an object of VOC class ``label`` (1..20) near the centre of a
@@ -1115,8 +1122,7 @@ def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, 
         centre = (size / 2 + rng.normal(0, 0.15 * size), size / 2 + rng.normal(0, 0.15 * size))
         area = rng.uniform(0.1, 0.6)
         obj = _place(rng, label - 1, size, size, area=area, centre=centre)
-    full = np.zeros((size, size), dtype=bool)
-    full[obj.ys, obj.xs] = obj.mask
+    full = _image_mask(obj, size, size)
     visible = full.copy()
     front: list[_Placed] = []
     n_distractors = 0
@@ -1128,8 +1134,7 @@ def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, 
             if d is None:
                 continue
             n_distractors += 1
-            covered = np.zeros_like(full)
-            covered[d.ys, d.xs] = d.mask
+            covered = _image_mask(d, size, size)
             if rng.random() < 0.5 and (visible & ~covered).sum() >= 0.6 * full.sum():
                 front.append(d)
                 visible &= ~covered
