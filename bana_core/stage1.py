@@ -18,7 +18,7 @@ from .classes import NUM_VOC_CLASSES
 from .data.datasets import BoxDataset, IterationBatchSampler, collate_boxes, mix_seed
 from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, bg_mask_from_boxes, load_image, read_voc_xml
-from .models import build_backbone, make_param_groups
+from .models import build_backbone, make_param_groups, place_model
 from .models.classifier import BoxClassifier
 from .train import TrainSpec, load_weights, save_weights, step_lr, train
 
@@ -39,7 +39,7 @@ def classifier_from_weights(path: Path, device: torch.device) -> BoxClassifier:
     model = build_classifier(meta["backbone"], pool=meta["pool"], grid_size=meta["grid_size"],
                              roi_size=meta["roi_size"], min_bg_fraction=meta["min_bg_fraction"])
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return place_model(model, device).eval()
 
 
 def train_classifier(*, voc_root: Path, image_ids: list[str], pool: str, grid_size: int, cfg: dict,
@@ -48,7 +48,8 @@ def train_classifier(*, voc_root: Path, image_ids: list[str], pool: str, grid_si
     """Train one classifier (pool x grid x train set) and write its weights to ``out``."""
     torch.manual_seed(seed)
     model = build_classifier(cfg["backbone"], pool=pool, grid_size=grid_size, roi_size=cfg["roi_size"],
-                             min_bg_fraction=cfg["min_bg_fraction"], pretrained=pretrained).to(device)
+                             min_bg_fraction=cfg["min_bg_fraction"], pretrained=pretrained)
+    model = place_model(model, device)
     groups = make_param_groups([model.backbone], [model.classifier], lr=cfg["lr"],
                                weight_decay=cfg["weight_decay"])
     optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
@@ -143,7 +144,7 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
         backbone = build_backbone("resnet", depth=backbone_cfg.get("depth", 18), width=backbone_cfg.get("width", 1.0),
                           pretrained=None)
     head = torch.nn.Linear(backbone.out_channels, 20)
-    model = torch.nn.Sequential(backbone, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head).to(device)
+    model = place_model(torch.nn.Sequential(backbone, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head), device)
     groups = make_param_groups([backbone], [head], lr=cfg["lr"], weight_decay=5e-4)
     optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=0.9)
 

@@ -23,7 +23,7 @@ from .experiments import Segmenter
 from .io import atomic_dir, read_json, save_label_png, write_json
 from .label_index import read_pseudo_label_index
 from .losses import build_loss
-from .models import build_segmenter
+from .models import build_segmenter, place_model
 from .models.deeplab import DeepLab
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
@@ -49,7 +49,7 @@ def segmenter_from_weights(path: Path, device: torch.device) -> DeepLab:
     state, meta = load_weights(path, device)
     model = segmenter_from_config(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"])
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return place_model(model, device).eval()
 
 
 def loss_settings(stage3: dict, seg: Segmenter) -> dict:
@@ -69,7 +69,8 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
     arch_cfg = stage3["arch"][seg.arch]
     torch.manual_seed(seed)
     model = segmenter_from_config(seg.arch, arch_cfg, temperature=stage3["temperature"],
-                                  pretrained=pretrained).to(device)
+                                  pretrained=pretrained)
+    model = place_model(model, device)
     groups = model.param_groups(arch_cfg["lr"], stage3["weight_decay"], classifier_lr_mult=stage3["classifier_lr_mult"])
     optimizer = torch.optim.SGD(groups, lr=arch_cfg["lr"], momentum=stage3["momentum"])
     settings = loss_settings(stage3, seg)

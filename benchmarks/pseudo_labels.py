@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 from bana_core.devices import resolve_device  # noqa: E402
 from bana_core.io import save_label_png  # noqa: E402
+from bana_core.models import place_model  # noqa: E402
 from bana_core.pseudo_labels import pseudo_label_parts  # noqa: E402
 from bana_core.stage1 import build_classifier  # noqa: E402
 from bana_core.stage2 import image_features  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     image = make_image()
-    model = build_classifier({"width": 1.0, "batch_norm": False}, pool="bap", grid_size=1).to(device).eval()
+    model = place_model(build_classifier({"width": 1.0, "batch_norm": False}, pool="bap", grid_size=1), device).eval()
     weight = model.classifier_weight.detach().float().cpu()
     steps = ("features", "setup", "attention", "unaries", "crf", "retrieval", "io")
     runs: dict[str, list[float]] = {k: [] for k in steps}

@@ -23,6 +23,7 @@ from bana_core.models import (
     init_backbone,
     load_local_state_dict,
     make_param_groups,
+    place_model,
 )
 from bana_core.models.resnet import ASPP
 from bana_core.models.weights import vgg16_to_deeplab
@@ -528,3 +529,31 @@ def test_segmenter_from_config_maps_every_arch_key():
     assert v2.head.rates == (2, 3)
     with pytest.raises(ConfigError, match="dropout"):
         segmenter_from_config("v1", {"width": 0.125, "dropout": 1.0}, temperature=20.0)
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+def test_place_model_channels_last_same_outputs_and_round_trip(tmp_path):
+    from bana_core.stage1 import build_classifier, classifier_from_weights
+    from bana_core.train import save_weights
+
+    torch.manual_seed(0)
+    model = build_classifier({"width": 0.125, "batch_norm": True}, pool="bap", grid_size=2).eval()
+    x = torch.randn(2, 3, 40, 56)
+    expected = model.features(x)
+    placed = place_model(model, torch.device("cpu"))
+    assert placed is model  # moved in place, as Module.to
+    conv_weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
+    got = model.features(x)
+    assert got.shape == expected.shape == (2, 128, 5, 7)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # weights saved from a channels-last model load into a fresh one (also placed) unchanged
+    save_weights(tmp_path / "m.pt", model, {"backbone": {"width": 0.125, "batch_norm": True}, "pool": "bap",
+                                             "grid_size": 2, "roi_size": [2, 2], "min_bg_fraction": 0.125})
+    loaded = classifier_from_weights(tmp_path / "m.pt", torch.device("cpu"))
+    assert loaded.classifier.weight.is_contiguous(memory_format=torch.channels_last)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    torch.testing.assert_close(loaded.features(x), got, rtol=0, atol=0)
+

@@ -7,6 +7,7 @@ initialisation, SGD parameter groups, and a small registry the stages build from
   ``"resnet101"``, ...): :class:`ResNetTrunk`, output stride 8.
 * ``build_segmenter(arch, **kw)``: :class:`DeepLab` (``'v1'`` | ``'v2'``).
 * ``make_param_groups(pretrained_modules, new_modules, lr, weight_decay)``: DeepLab's four SGD groups.
+* ``place_model(model, device)``: onto the device, conv weights channels-last.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
+import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
@@ -38,6 +40,7 @@ __all__ = [
     "init_backbone",
     "load_local_state_dict",
     "make_param_groups",
+    "place_model",
 ]
 
 
@@ -132,3 +135,13 @@ def make_param_groups(pretrained_modules: Iterable[nn.Module], new_modules: Iter
     ]
     return [{"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": float(wd), "name": name}
             for name, params, mult, wd in specs if params]
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device`` with its conv weights in channels-last layout.
+
+    oneDNN (CPU) and cuDNN choose their faster NHWC kernels from the weight layout, so inputs
+    stay NCHW. On one CPU thread: a demo stage-1 training step 1.5x, the full-width VGG16
+    forward at 500x375 1.4x (benchmarks/channels_last.py).
+    """
+    return model.to(device=device, memory_format=torch.channels_last)
