@@ -130,7 +130,8 @@ def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, wor
 
     torch.manual_seed(seed)
     images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed,
-                                       clutter=cfg["clutter"])  # default: config/schema.yaml
+                                       clutter=cfg["clutter"],  # default: config/schema.yaml
+                                       workers=torch.get_num_threads())
     n_val = max(len(images) // 10, 1)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

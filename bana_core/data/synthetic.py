@@ -1034,14 +1034,7 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
                   coco / "train2017", coco / "annotations"):
             d.mkdir(parents=True, exist_ok=True)
         job = partial(_run_task, out=tmp, size=size, seed=seed)
-        if workers > 1:
-            methods = multiprocessing.get_all_start_methods()
-            # fork: the workflow runs this from a script without a __main__ guard, which spawn re-runs.
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                records = list(_progress(pool.map(job, tasks, chunksize=8), len(tasks), progress))
-        else:
-            records = list(_progress(map(job, tasks), len(tasks), progress))
+        records = _map(job, tasks, workers, progress, "synthesize")
 
         by_split: dict[str, list[dict]] = {}
         for r in records:
@@ -1090,12 +1083,23 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
     return summary
 
 
-def _progress(it, total: int, enabled: bool):
+def _map(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> list:
+    """``[job(t) for t in tasks]``, in ``workers`` processes when more than one, in order."""
+    if workers > 1:
+        methods = multiprocessing.get_all_start_methods()
+        # fork: the workflow runs this from a script without a __main__ guard, which spawn re-runs.
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            return list(_progress(pool.map(job, tasks, chunksize=8), len(tasks), progress, desc))
+    return list(_progress(map(job, tasks), len(tasks), progress, desc))
+
+
+def _progress(it, total: int, enabled: bool, desc: str):
     if not enabled:
         return it
     from tqdm import tqdm
 
-    return tqdm(it, total=total, desc="synthesize", unit="img")
+    return tqdm(it, total=total, desc=desc, unit="img")
 
 
 def _image_mask(obj: _Placed, h: int, w: int) -> np.ndarray:
@@ -1147,8 +1151,14 @@ def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, 
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), visible, n_distractors
 
 
-def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0,
-                      clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _pretrain_image(task: tuple[int, int], size: int, seed: int, clutter: float) -> np.ndarray:
+    i, label = task
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, label, i]))
+    return render_pretrain_image(rng, label, size, clutter=clutter)[0]
+
+
+def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0, clutter: float = 0.0,
+                      workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Labelled single-object images of the 20 VOC classes (ImageNet's role in the demo).
 
     Object size (10-60 % of the image) and position vary, as ImageNet's do: features pretrained
@@ -1157,14 +1167,13 @@ def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0,
     other objects behind and in front: the scenes' boxes overlap, and features pretrained on
     lone objects classified overlapping val boxes far worse than isolated ones.
 
-    Returns images uint8 [N, size, size, 3] and labels int64 [N] in 1..20, class by class.
+    Returns images uint8 [N, size, size, 3] and labels int64 [N] in 1..20, class by class. Each
+    image has its own seed, so ``workers`` (processes) cannot change a byte.
     """
-    images = np.empty((20 * n_per_class, size, size, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(1, 21, dtype=np.int64), n_per_class)
-    for i, label in enumerate(labels):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, int(label), i]))
-        images[i] = render_pretrain_image(rng, int(label), size, clutter=clutter)[0]
-    return images, labels
+    job = partial(_pretrain_image, size=size, seed=seed, clutter=clutter)
+    images = _map(job, [(i, int(label)) for i, label in enumerate(labels)], workers, False, "pretrain set")
+    return np.stack(images) if images else np.empty((0, size, size, 3), dtype=np.uint8), labels
 
 
 __all__ = ["CLASS_SPECS", "COCO_CATEGORIES", "ClassSpec", "Scene", "UNSEEN_SPECS", "VOC_SPECS",
