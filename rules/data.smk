@@ -8,6 +8,7 @@ rule synthesize:
     params:
         settings=config["dataset"]["synthetic"],
         code=code_version("data/synthetic", "io"),
+    priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
         mem_mb=2000,
@@ -79,6 +80,7 @@ rule build_train_aug:
         sbd_root=SBD,
         expected=config["dataset"]["expected_train_aug"],
         code=code_version("data/sbd", "data/voc", "io"),
+    priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
         mem_mb=4000,
@@ -103,6 +105,7 @@ rule box_masks:
         voc_root=lambda wc, input: str(Path(input.train_aug).parents[2]),
         splits=["train_aug", "train", "val"],
         code=code_version("data/voc", "io"),
+    priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 1
     resources:
         mem_mb=2000,

@@ -6,7 +6,7 @@ rule pretrain_backbone:
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:
-        pretrain=config["pretrain"],
+        pretrain={k: v for k, v in config["pretrain"].items() if k != "threads"},  # threads: no rerun
         backbone=lambda wc: config["stage1"]["backbone"] if wc.net == "vgg" else config["stage3"]["arch"]["v2"],
         work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
         device=config["device"],
@@ -14,7 +14,9 @@ rule pretrain_backbone:
         code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
     wildcard_constraints:
         net="vgg|resnet",
-    threads: config["train_threads"]
+    # Stage 1 waits for the VGG pretraining alone; the ResNet one (stage 3) can run beside it
+    threads: lambda wc: (config["pretrain"]["threads"] if wc.net == "vgg" else None) or config["train_threads"]
+    priority: lambda wc: 1 if wc.net == "vgg" else 0
     resources:
         mem_mb=4000,
         runtime=120,
