@@ -41,7 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial, reduce
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.io
@@ -1034,7 +1034,7 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
                   coco / "train2017", coco / "annotations"):
             d.mkdir(parents=True, exist_ok=True)
         job = partial(_run_task, out=tmp, size=size, seed=seed)
-        records = _map(job, tasks, workers, progress, "synthesize")
+        records = list(_imap(job, tasks, workers, progress, "synthesize"))
 
         by_split: dict[str, list[dict]] = {}
         for r in records:
@@ -1083,15 +1083,16 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
     return summary
 
 
-def _map(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> list:
-    """``[job(t) for t in tasks]``, in ``workers`` processes when more than one, in order."""
+def _imap(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> Iterator:
+    """``job(t)`` for each task, in order, in ``workers`` processes when more than one."""
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()
         # fork: the workflow runs this from a script without a __main__ guard, which spawn re-runs.
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            return list(_progress(pool.map(job, tasks, chunksize=8), len(tasks), progress, desc))
-    return list(_progress(map(job, tasks), len(tasks), progress, desc))
+            yield from _progress(pool.map(job, tasks, chunksize=8), len(tasks), progress, desc)
+    else:
+        yield from _progress(map(job, tasks), len(tasks), progress, desc)
 
 
 def _progress(it, total: int, enabled: bool, desc: str):
@@ -1171,9 +1172,11 @@ def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0, clutter: 
     image has its own seed, so ``workers`` (processes) cannot change a byte.
     """
     labels = np.repeat(np.arange(1, 21, dtype=np.int64), n_per_class)
+    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)  # filled as rendered: one copy
     job = partial(_pretrain_image, size=size, seed=seed, clutter=clutter)
-    images = _map(job, [(i, int(label)) for i, label in enumerate(labels)], workers, False, "pretrain set")
-    return np.stack(images) if images else np.empty((0, size, size, 3), dtype=np.uint8), labels
+    for i, image in enumerate(_imap(job, list(enumerate(labels.tolist())), workers, False, "pretrain set")):
+        images[i] = image
+    return images, labels
 
 
 __all__ = ["CLASS_SPECS", "COCO_CATEGORIES", "ClassSpec", "Scene", "UNSEEN_SPECS", "VOC_SPECS",
