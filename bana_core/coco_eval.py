@@ -1,5 +1,7 @@
 """VOC-to-COCO scoring (Table 4): box pseudo labels -> instance masks -> COCO results -> segm AP.
 
+Without torch, so the scoring job (rule coco_eval) starts fast.
+
 Each box becomes one instance: the pixels inside the box that carry the box's class in the
 pseudo label map, scored 1.0, RLE-encoded. COCOeval (iouType 'segm') gives AP, AP50, AP75,
 AP_S, AP_M, AP_L as fractions.
@@ -10,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from .errors import DataError
+from .io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +113,20 @@ def evaluate_segm(coco_gt: COCO, results: list[dict], image_ids: Sequence[int]) 
         ev.summarize()
     log.info("COCOeval segm on %d images, %d results:\n%s", len(ids), len(dets), buf.getvalue())
     return {k: (None if v < 0 else float(v)) for k, v in zip(AP_KEYS, ev.stats[:6], strict=True)}
+
+
+def evaluate_coco(shard_dirs: Sequence[Path], annotation_file: Path) -> dict:
+    """Merge the shards' results and run COCOeval (segm) for Y_crf and Y_ret."""
+    ids: list[int] = []
+    results: dict[str, list] = {"crf": [], "ret": []}
+    for d in shard_dirs:
+        meta = read_json(Path(d) / "meta.json")
+        ids += meta["ids"]
+        for key in results:
+            results[key] += read_json(Path(d) / f"results_{key}.json")
+    if len(set(ids)) != len(ids):
+        raise DataError(shard_dirs[0], "an image is listed by two shards")
+    gt = COCO(str(annotation_file))
+    out = {key: evaluate_segm(gt, res, ids) for key, res in results.items()}
+    out["n_images"] = len(ids)
+    return out

@@ -1,7 +1,8 @@
 """Scoring and packaging label maps, without torch: cheap jobs start fast.
 
-Pseudo-label shards (fixed shards, merge into one index + mIoU), the box-fill baseline,
-segmentation predictions before / after CRF, and the VOC evaluation-server archive.
+Pseudo-label shards (fixed shards, merge into one index + mIoU), the box-fill baseline, the
+CRF step on saved segmentation logits and the scoring before / after it, and the VOC
+evaluation-server archive.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy.special import softmax
+from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
-from .data.voc import VocLayout, load_label, read_voc_xml
+from .crf import dense_crf
+from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .errors import DataError
-from .io import atomic_path, read_json, write_json
+from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
 from .label_index import index_entry
 from .metrics import ConfusionMeter
 
@@ -80,6 +84,28 @@ def box_fill_miou(voc_root: Path, image_ids: Sequence[str]) -> dict:
     mean, per_class = meter.miou()
     return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
             "n_images": len(image_ids)}
+
+
+def crf_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[float], out_dir: Path,
+              progress: bool = True) -> None:
+    """Raw (argmax) and DenseCRF-refined label PNGs from the logits that prediction saved.
+
+    Runs without torch (softmax in numpy), so each CRF job starts in a fraction of a second.
+    """
+    layout = VocLayout(Path(voc_root))
+    ids = read_json(logits_dir / "ids.json")
+    with atomic_dir(out_dir) as tmp:
+        for image_id in tqdm(ids, desc=f"crf {out_dir.parent.name}", disable=not progress, mininterval=5):
+            path = logits_dir / f"{image_id}.npy"
+            logits = np.load(path).astype(np.float32)
+            if logits.ndim != 3 or logits.shape[0] != NUM_VOC_CLASSES:
+                raise DataError(path, f"expected logits [{NUM_VOC_CLASSES}, H, W], got shape {logits.shape}")
+            probs = softmax(logits, axis=0)
+            image = load_image(layout.image_path(image_id), expect_size=(probs.shape[2], probs.shape[1]))
+            save_label_png(tmp / "raw" / f"{image_id}.png", probs.argmax(0).astype(np.uint8))
+            refined = dense_crf(image, probs, params=tuple(crf_params))
+            save_label_png(tmp / "crf" / f"{image_id}.png", refined.argmax(0).astype(np.uint8))
+        write_json(tmp / "ids.json", ids)
 
 
 def evaluate_split(pred_dir: Path, voc_root: Path) -> dict:

@@ -15,12 +15,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
-from .crf import dense_crf
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
 from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, load_image
 from .experiments import Segmenter
-from .io import atomic_dir, read_json, save_label_png, write_json
+from .io import atomic_dir, write_json
 from .label_index import read_pseudo_label_index
 from .losses import build_loss
 from .models import build_segmenter, place_model
@@ -142,19 +141,3 @@ def predict_split(*, model_path: Path, voc_root: Path, image_ids: Sequence[str],
                                     device=device)
             np.save(tmp / f"{image_id}.npy", logits.numpy().astype(np.float16))
         write_json(tmp / "ids.json", list(image_ids))
-
-
-def postprocess_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[float], out_dir: Path,
-                      progress: bool = True) -> None:
-    """Raw (argmax) and CRF-refined label PNGs from the saved logits."""
-    layout = VocLayout(Path(voc_root))
-    ids = read_json(logits_dir / "ids.json")
-    with atomic_dir(out_dir) as tmp:
-        for image_id in tqdm(ids, desc=f"crf {out_dir.parent.name}", disable=not progress, mininterval=5):
-            logits = torch.from_numpy(np.load(logits_dir / f"{image_id}.npy").astype(np.float32))
-            probs = torch.softmax(logits, 0).numpy()
-            image = load_image(layout.image_path(image_id), expect_size=(probs.shape[2], probs.shape[1]))
-            save_label_png(tmp / "raw" / f"{image_id}.png", probs.argmax(0).astype(np.uint8))
-            refined = dense_crf(image, probs, params=tuple(crf_params))
-            save_label_png(tmp / "crf" / f"{image_id}.png", refined.argmax(0).astype(np.uint8))
-        write_json(tmp / "ids.json", ids)

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from .coco_eval import encode_results, evaluate_segm, instance_masks_from_label
+from .coco_eval import encode_results, instance_masks_from_label
 from .data.coco import CocoData, voc_seen_labels
 from .data.voc import load_image
-from .errors import DataError
-from .io import atomic_dir, read_json, save_label_png, write_json
+from .io import atomic_dir, save_label_png, write_json
 from .pseudo_labels import make_pseudo_labels
 from .stage2 import image_features
 
@@ -65,23 +63,6 @@ def generate_coco_shard(*, model, coco: CocoData, image_ids: Sequence[int], cfg:
         for key, res in results.items():
             write_json(tmp / f"results_{key}.json", res)
     return meta
-
-
-def evaluate_coco(shard_dirs: Sequence[Path], annotation_file: Path) -> dict:
-    """Merge the shards' results and run COCOeval (segm) for Y_crf and Y_ret."""
-    ids: list[int] = []
-    results: dict[str, list] = {"crf": [], "ret": []}
-    for d in shard_dirs:
-        meta = read_json(Path(d) / "meta.json")
-        ids += meta["ids"]
-        for key in results:
-            results[key] += read_json(Path(d) / f"results_{key}.json")
-    if len(set(ids)) != len(ids):
-        raise DataError(shard_dirs[0], "an image is listed by two shards")
-    gt = COCO(str(annotation_file))
-    out = {key: evaluate_segm(gt, res, ids) for key, res in results.items()}
-    out["n_images"] = len(ids)
-    return out
 
 
 def select_images(coco: CocoData, max_images: int | None) -> list[int]:

@@ -71,7 +71,7 @@ rule coco_eval:
         f"{COCO_OUT}/eval.json",
     params:
         annotations=COCO_ANNOTATIONS,
-        code=code_version("voc_to_coco", "coco_eval"),
+        code=code_version("coco_eval"),
     threads: 1
     resources:
         mem_mb=16000,

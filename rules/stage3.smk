@@ -71,7 +71,7 @@ rule crf_segmenter:
     params:
         voc_root=VOC,
         crf=lambda wc: config["stage3"]["arch"][experiments.parse_segmenter(wc.model).arch]["crf"],
-        code=code_version("stage3", "crf"),
+        code=code_version("evaluation", "crf"),
     threads: 1
     resources:
         mem_mb=2000,

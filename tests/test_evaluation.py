@@ -87,3 +87,60 @@ def test_read_pseudo_label_index_errors(tmp_path):
     path.write_text(json.dumps({"a": {"crf": "x.png"}}))
     with pytest.raises(DataError, match="entry 'a' needs 'crf' and 'ret'"):
         read_pseudo_label_index(path)
+
+
+def _voc_with_one_image(root, image, gt):
+    from PIL import Image
+
+    from bana_core.data.voc import VocLayout
+
+    layout = VocLayout(root)
+    layout.image_path("x").parent.mkdir(parents=True)
+    Image.fromarray(image).save(layout.image_path("x"), quality=100)
+    save_label_png(layout.label_path("x"), gt)
+    return layout
+
+
+def test_crf_split_then_evaluate_split(tmp_path):
+    """Saved logits -> raw argmax and CRF label PNGs -> mIoU before / after CRF."""
+    from bana_core.data.voc import load_label
+    from bana_core.evaluation import crf_split, evaluate_split
+
+    h, w = 24, 32
+    gt = np.zeros((h, w), np.uint8)
+    gt[:, 16:] = 3
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, 16:] = 255  # the class-3 half is white: the CRF's colour kernel follows the edge
+    _voc_with_one_image(tmp_path / "voc", image, gt)
+    logits = np.full((NUM_VOC_CLASSES, h, w), -4.0, np.float32)
+    logits[0, :, :16] = logits[3, :, 16:] = 4.0
+    logits[3, :, 14:16] = 4.5  # two columns of the dark half wrongly favour class 3, weakly
+    logits_dir = tmp_path / "logits"
+    logits_dir.mkdir()
+    np.save(logits_dir / "x.npy", logits.astype(np.float16))
+    (logits_dir / "ids.json").write_text(json.dumps(["x"]))
+    out = tmp_path / "pred" / "val"
+    crf_split(logits_dir=logits_dir, voc_root=tmp_path / "voc", crf_params=(4, 20, 5, 3, 1), out_dir=out,
+              progress=False)
+    raw = load_label(out / "raw" / "x.png")
+    assert (raw == logits.argmax(0)).all() and (raw[:, 14:16] == 3).all()
+    result = evaluate_split(out, tmp_path / "voc")
+    assert result["status"] == "scored" and result["n_images"] == 1
+    # raw: 2 of 16 dark columns wrong -> background IoU 14/16, class 3 IoU 16/18
+    assert result["miou_raw"] == pytest.approx((14 / 16 + 16 / 18) / 2)
+    assert result["miou_crf"] == pytest.approx(1.0)  # the CRF snaps the boundary to the colour edge
+
+
+def test_crf_split_rejects_logits_of_the_wrong_shape(tmp_path):
+    from bana_core.evaluation import crf_split
+
+    _voc_with_one_image(tmp_path / "voc", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8))
+    logits_dir = tmp_path / "logits"
+    logits_dir.mkdir()
+    np.save(logits_dir / "x.npy", np.zeros((5, 8, 8), np.float16))
+    (logits_dir / "ids.json").write_text(json.dumps(["x"]))
+    out = tmp_path / "pred" / "val"
+    with pytest.raises(DataError, match=r"x\.npy.*\[21, H, W\].*\(5, 8, 8\)"):
+        crf_split(logits_dir=logits_dir, voc_root=tmp_path / "voc", crf_params=(4, 20, 5, 3, 1), out_dir=out,
+                  progress=False)
+    assert not out.exists()  # no half-written output

@@ -1,8 +1,8 @@
 """Entry point of rule coco_eval."""
 from pathlib import Path
 
+from bana_core.coco_eval import evaluate_coco
 from bana_core.io import write_json
-from bana_core.voc_to_coco import evaluate_coco
 from bana_core.workflow_utils import run_script
 
 
