@@ -5,6 +5,8 @@ a cluster it is skipped with the reason.
 """
 from __future__ import annotations
 
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ GROUPS = {
     "coco": ("coco_index", "coco_pseudo_labels_shard", "coco_eval"),
     "segmenter": ("train_segmenter", "predict_segmenter", "crf_segmenter"),
 }
+SHARDS_PER_JOB = 4
 
 
 def test_tiny_workflow_through_slurm(tmp_path):
@@ -53,6 +56,10 @@ def test_tiny_workflow_through_slurm(tmp_path):
         # inside the allocation), as a user would on a busy queue: the data preparation, each
         # classifier with its scoring, the VOC-to-COCO chain, each segmenter's train -> predict -> CRF.
         "--groups", *[f"{r}={g}" for g, rules in GROUPS.items() for r in rules],
+        # Stage-2 shards packed four to a SLURM job, as profiles/slurm documents: a group job sums
+        # its parallel members' resources (4 GPUs), unless a local `gpu` limit stacks them in series.
+        "--group-components", f"pseudo_shards={SHARDS_PER_JOB}", "--resources", "gpu=1",
+        "--set-resource-scopes", "gpu=local",
     ]
     start = time.monotonic()
     try:
@@ -73,3 +80,7 @@ def test_tiny_workflow_through_slurm(tmp_path):
     log = (run.stdout + run.stderr).lower()
     for group in GROUPS:
         assert f"group job {group} " in log, group
+    # the label sets' shards went four to a SLURM job
+    n_shards = len(list((tmp_path / "results" / "tiny" / "pseudo_labels").glob("*/gen*/*/*/shards/0")))
+    shard_jobs = re.findall(r"submitted with slurm jobid \d+ \(log: \S*/group_pseudo_shards_", log)
+    assert n_shards > SHARDS_PER_JOB and len(shard_jobs) == math.ceil(n_shards / SHARDS_PER_JOB)
