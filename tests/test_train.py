@@ -83,3 +83,33 @@ def test_sampler_is_a_function_of_iteration():
     assert a[5:] == b
     seen = [i for batch in a[:3] for _, _, i in batch] + [a[3][0][2]]
     assert sorted(seen) == list(range(10))  # first epoch is a permutation
+
+
+def test_augmented_sample_depends_only_on_seed_iteration_and_slot(tmp_path):
+    """What resume relies on: a keyed sample ignores the global RNG state and what came before."""
+    from bana_core.data.datasets import BoxDataset
+    from bana_core.data.synthetic import synthesize
+    from bana_core.data.transforms import train_transform
+    from bana_core.data.voc import VocLayout, read_split, write_box_masks
+
+    root = tmp_path / "data"
+    synthesize(root, image_size=(64, 48), n_train=4, n_val=2, n_test=1, n_sbd_only=0, n_coco=1, seed=0,
+               progress=False)
+    layout = VocLayout(root / "VOCdevkit" / "VOC2012")
+    ids = read_split(layout.split_path("train"))
+    write_box_masks(layout, ids, progress=False)
+    data = BoxDataset(layout.root, ids, train_transform(32, scale=(0.5, 1.5), jitter=0.5, hflip=True, mask_fill=0),
+                      seed=3)
+
+    def sample(key):
+        return data[key]["image"].clone(), data[key]["boxes"].clone()
+
+    torch.manual_seed(0)
+    first = sample((5, 1, 2))
+    torch.manual_seed(123)
+    torch.rand(1000)
+    sample((6, 0, 1))  # another sample in between
+    again = sample((5, 1, 2))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    other = sample((7, 1, 2))  # same image, another iteration: another crop / jitter
+    assert not torch.equal(first[0], other[0])
