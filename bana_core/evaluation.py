@@ -16,7 +16,7 @@ from scipy.special import softmax
 from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
-from .crf import dense_crf
+from .crf import crf_label
 from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .errors import DataError
 from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
@@ -103,8 +103,8 @@ def crf_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[float], 
             probs = softmax(logits, axis=0)
             image = load_image(layout.image_path(image_id), expect_size=(probs.shape[2], probs.shape[1]))
             save_label_png(tmp / "raw" / f"{image_id}.png", probs.argmax(0).astype(np.uint8))
-            refined = dense_crf(image, probs, params=tuple(crf_params))
-            save_label_png(tmp / "crf" / f"{image_id}.png", refined.argmax(0).astype(np.uint8))
+            refined = crf_label(image, probs, params=tuple(crf_params))
+            save_label_png(tmp / "crf" / f"{image_id}.png", refined.astype(np.uint8))
         write_json(tmp / "ids.json", ids)
 
 

@@ -102,7 +102,8 @@ def test_augmented_sample_depends_only_on_seed_iteration_and_slot(tmp_path):
                       seed=3)
 
     def sample(key):
-        return data[key]["image"].clone(), data[key]["boxes"].clone()
+        item = data[key]
+        return item["image"], item["boxes"]
 
     torch.manual_seed(0)
     first = sample((5, 1, 2))

@@ -53,7 +53,7 @@ class _SeededDataset(Dataset):
         if isinstance(key, tuple):
             it, slot, index = key
             # The CPU generator only (what the transforms draw from): torch.manual_seed would also
-            # queue a CUDA reseed with a formatted stack trace, ~0.3 ms per sample. The model's RNG
+            # queue a CUDA reseed with a formatted stack trace, ~0.2 ms per sample. The model's RNG
             # (CUDA dropout included) is reseeded per iteration by bana_core.train.
             torch.default_generator.manual_seed(mix_seed(self.seed, it, slot))
         else:
