@@ -37,6 +37,7 @@ localrules:
     table,
     box_fill_baseline,
     stage1_checks,
+    claims,
     fig3_heatmap,
     report,
 

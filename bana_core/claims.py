@@ -153,3 +153,18 @@ def claims_table(per_seed: Sequence[Tables], published: Mapping[str, Mapping] | 
             "verdict": verdict(deltas, claim.margin),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("id")
+
+
+def read_our_table(path) -> pd.DataFrame:
+    """One of our table CSVs, our columns only (published columns, '<col> (report)' etc., dropped)."""
+    df = pd.read_csv(path, index_col=0)
+    ours = [c for c in df.columns if c.endswith(" (ours)")]
+    if ours:
+        df = df[ours].rename(columns=lambda c: c[: -len(" (ours)")])
+    return df
+
+
+def claims_from_table_files(per_seed_files: Sequence[Mapping[str, str]], published: Mapping | None = None) -> pd.DataFrame:
+    """The claims table from table CSVs: one {table name: csv path} mapping per seed."""
+    per_seed = [{name: read_our_table(path) for name, path in files.items()} for files in per_seed_files]
+    return claims_table(per_seed, published)

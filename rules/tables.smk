@@ -156,3 +156,32 @@ rule report:
         f"{R}/benchmarks/report.tsv"
     script:
         "../workflow_scripts/report.py"
+
+
+CLAIM_TABLES = ["table3_pseudo_labels", "table5_segmentation", "table6_grid_size", "table7_losses",
+                "fig3_lambda_damp", "table9_class_agnostic"] + (["table4_voc_to_coco"] if config["coco"]["enabled"] else [])
+
+
+rule claims:
+    """Each claim of the report as a delta of our tables, beside the paper's and [Re]'s, with a verdict."""
+    input:
+        tables=[f"{TABLES}/{t}.csv" for t in CLAIM_TABLES],
+    output:
+        csv=report(f"{TABLES}/claims.csv", category="Tables", caption="../report/claims.rst",
+                   labels={"table": "claims"}),
+        md=f"{TABLES}/claims.md",
+    params:
+        published={t: published_results(t) for t in CLAIM_TABLES},  # shown whatever show_paper_results
+        code=code_version("claims", "tables"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/tables/claims.log",
+    benchmark:
+        f"{R}/benchmarks/tables/claims.tsv"
+    script:
+        "../workflow_scripts/claims.py"

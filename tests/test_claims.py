@@ -91,3 +91,25 @@ def test_claims_table_over_seeds_and_published_deltas():
     assert math.isnan(df.loc["C6", "paper"])           # the paper does not publish Table 6
     # V2 NAL (test) says 'submit' in every seed: the claims never read it, and nothing breaks.
     assert df.loc["C4c", "n seeds"] == 3
+
+
+def test_claims_from_table_files_reads_our_columns_only(tmp_path):
+    tables = _seed_tables(90.0, 88.5, 52.0)
+    files = {}
+    for name, df in tables.items():
+        shown = df.copy()
+        # as written with show_paper_results: '<col> (ours)' beside '<col> (report)'
+        shown.columns = [f"{c} (ours)" for c in df.columns]
+        for c in df.columns:
+            shown[f"{c} (report)"] = 0.0
+        files[name] = tmp_path / f"{name}.csv"
+        shown.to_csv(files[name])
+    files["table6_grid_size"] = tmp_path / "plain.csv"   # and one without published columns
+    tables["table6_grid_size"].to_csv(files["table6_grid_size"])
+    from bana_core.claims import claims_from_table_files
+
+    df = claims_from_table_files([files])
+    assert df.loc["C1", "ours (mean)"] == 1.5
+    assert df.loc["C6", "ours (mean)"] == 0.5
+    assert df.loc["C4d", "verdict"] == CONTRADICTED
+    assert df.loc["C1", "n seeds"] == 1

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 TABLES = ["table3_pseudo_labels", "table4_voc_to_coco", "table5_segmentation", "table6_grid_size",
-          "table7_losses", "table8_bap_vs_gap", "table9_class_agnostic", "fig3_lambda_damp", "stage1_checks"]
+          "table7_losses", "table8_bap_vs_gap", "table9_class_agnostic", "fig3_lambda_damp", "stage1_checks", "claims"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -66,6 +66,12 @@ def test_every_table_is_built(finished_run):
     assert "mIoU (val) (report)" in t3.columns  # show_paper_results: true
     t5 = pd.read_csv(tables / "table5_segmentation.csv", index_col=0)
     assert t5.loc["w/ NAL (test)", "DeepLab-V1 (ours)"] != "submit"  # synthetic test has ground truth
+    claims = pd.read_csv(tables / "claims.csv", index_col=0)
+    assert claims.loc["C1", ["paper", "[Re]"]].tolist() == [3.1, 3.3]  # published deltas, whatever show_paper_results
+    assert (claims["n seeds"] == 1).all()
+    assert set(claims["verdict"]) <= {"holds", "not resolved", "contradicted"}
+    t3_ours = t3["mIoU (val) (ours)"]
+    assert claims.loc["C1", "ours (mean)"] == round(t3_ours["BAP Ycrf"] - t3_ours["GAP"], 1)
     figures = finished_run / "results" / "tiny" / "figures"
     assert (figures / "pseudo_labels.png").stat().st_size > 1000
     assert (figures / "fig3_lambda_damp.png").stat().st_size > 1000
