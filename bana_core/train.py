@@ -100,7 +100,9 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, make_batches
                mininterval=2.0, dynamic_ncols=True)
     it = start
     for it, batch in enumerate(make_batches(start), start=start):
-        factor = spec.lr_factor(it)
+        # A Python float: a numpy scalar from a schedule (np.cos) would reach the checkpoint through
+        # the optimizer's lr and the history, and torch.load(weights_only=True) refuses numpy scalars.
+        factor = float(spec.lr_factor(it))
         for group in optimizer.param_groups:
             group["lr"] = spec.lr * group.get("lr_mult", 1.0) * factor
         torch.manual_seed(mix_seed(spec.seed, it, 7))  # dropout etc.: a function of the iteration

@@ -114,3 +114,31 @@ def test_augmented_sample_depends_only_on_seed_iteration_and_slot(tmp_path):
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     other = sample((7, 1, 2))  # same image, another iteration: another crop / jitter
     assert not torch.equal(first[0], other[0])
+
+
+def test_resume_with_a_numpy_schedule(tmp_path):
+    """A schedule returning numpy scalars (the pretraining's cosine) still gives a checkpoint that
+    torch.load(weights_only=True) reads: resuming a killed pretraining once failed there."""
+    import numpy as np
+
+    def run_cosine(fail_at=None):
+        model = make_model()
+        opt = torch.optim.SGD([{"params": model.parameters(), "lr_mult": 1.0}], lr=0.1, momentum=0.9)
+        calls = []
+
+        def step(m, b):
+            if fail_at is not None and len(calls) == fail_at:
+                raise Interrupt
+            calls.append(1)
+            return torch.nn.functional.cross_entropy(m(b["x"]), b["y"]), {"acc": np.float32(0.5)}
+
+        spec = TrainSpec(iterations=6, lr=0.1, lr_factor=lambda it: 0.5 * (1 + np.cos(np.pi * it / 6)), seed=3,
+                         checkpoint=tmp_path / "ckpt.pt", checkpoint_every=2, progress=False)
+        return train(model, opt, lambda s: batches_from(s), step, spec, torch.device("cpu")), model
+
+    with pytest.raises(Interrupt):
+        run_cosine(fail_at=5)
+    torch.load(tmp_path / "ckpt.pt", weights_only=True)  # raised UnpicklingError before the fix
+    history, resumed = run_cosine()
+    assert [row["iteration"] for row in history] == list(range(6))
+    assert all(type(row["lr"]) is float for row in history)
