@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from bana_core import experiments
+from bana_core import experiments, settings
 from bana_core.config import validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
@@ -56,6 +56,13 @@ def coco_stamps():
 
 def voc_test_stamp():
     return f"{DATA}/synthetic_summary.json" if SYNTHETIC else f"{DATA}/manifests/voc_test.json"
+
+
+def script_code(name):
+    """A rule's `code` param: content hash of the bana_core files workflow_scripts/<name>.py runs,
+    derived from its imports (bana_core.workflow_utils.code_version); tests check that `name`
+    is the rule's own script."""
+    return code_version(Path(workflow.basedir) / "workflow_scripts" / f"{name}.py")
 
 
 def paper_results(table):
@@ -116,15 +123,6 @@ def all_targets():
     targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                 for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
-
-
-def stage3_settings(wc):
-    """Exactly the stage-3 keys a segmenter uses (its arch's block, loss and training keys)."""
-    seg = experiments.parse_segmenter(wc.model)
-    skip = {"arch", "eval_scales", "eval_flip", "fig3_lambdas", "fig3_damps"}
-    settings = {k: v for k, v in config["stage3"].items() if k not in skip}
-    settings["arch"] = {seg.arch: config["stage3"]["arch"][seg.arch]}
-    return settings
 
 
 def seg_eval(model, split="val"):

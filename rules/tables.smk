@@ -43,7 +43,7 @@ rule table:
         table_keys=lambda wc: TABLE_INPUTS[wc.table][0],
         title=lambda wc: TABLE_CAPTIONS[wc.table],
         published=lambda wc: paper_results(wc.table),
-        code=code_version("tables"),
+        code=script_code("make_table"),
     wildcard_constraints:
         table="|".join(TABLE_CAPTIONS),
     threads: 1
@@ -69,7 +69,7 @@ rule box_fill_baseline:
     params:
         split=split_file("val"),
         voc_root=VOC,
-        code=code_version("evaluation", "metrics", "data/voc"),
+        code=script_code("box_fill_baseline"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -96,7 +96,7 @@ rule stage1_checks:
         md=f"{TABLES}/stage1_checks.md",
     params:
         classifiers=EXP.classifiers(),
-        code=code_version("tables"),
+        code=script_code("stage1_checks"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -119,7 +119,7 @@ rule fig3_heatmap:
         report(f"{R}/figures/fig3_lambda_damp.png", category="Stage 3: segmentation",
                caption="../report/fig3.rst"),
     params:
-        code=code_version("figures"),
+        code=script_code("fig3_heatmap"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -44,3 +44,70 @@ run_script(smk, main)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "torch loaded: False"
+
+
+def test_each_rule_hashes_the_code_of_its_own_script():
+    # A rule's `code` param is derived from the imports of the script it runs: no hand-kept
+    # module list. The one thing written twice is the script's name, checked here.
+    for name, body in rule_blocks().items():
+        script = re.search(r'script:\n\s+"\.\./workflow_scripts/(\w+)\.py"', body)
+        code = re.search(r'code=script_code\("(\w+)"\)', body)
+        if script is None or name == "report":  # nothing to run; `snakemake --report` on the outputs
+            continue
+        assert code, name
+        assert code.group(1) == script.group(1), name
+    assert 'code_version("' not in "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+
+
+def test_script_modules_follow_imports_transitively():
+    from bana_core.workflow_utils import script_modules
+
+    crf = set(script_modules(ROOT / "workflow_scripts" / "crf_segmenter.py"))
+    # evaluation.crf_split reads images through data/voc, which itself uses classes and io.
+    assert {"evaluation.py", "crf.py", "data/voc.py", "data/__init__.py", "classes.py", "io.py",
+            "workflow_utils.py", "__init__.py"} <= crf
+    assert not {"losses.py", "tables.py", "stage3.py"} & crf
+    train = set(script_modules(ROOT / "workflow_scripts" / "train_segmenter.py"))
+    assert {"stage3.py", "losses.py", "train.py", "models/deeplab.py", "models/__init__.py"} <= train
+    assert "tables.py" not in train and "crf.py" not in train
+
+
+def test_script_modules_of_every_import_form(tmp_path):
+    from bana_core.workflow_utils import script_modules
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os\n"
+        "import bana_core.metrics\n"
+        "from bana_core.data import voc\n"
+        "from bana_core import figures as f\n"
+        "def later():\n"
+        "    from bana_core.losses import noise_aware_loss  # a lazy import counts too\n"
+    )
+    got = set(script_modules(script))
+    assert {"metrics.py", "data/__init__.py", "data/voc.py", "figures.py", "losses.py", "__init__.py"} <= got
+    # ... and what those import in turn (metrics -> classes; voc -> io, errors).
+    assert {"classes.py", "io.py", "errors.py"} <= got
+    assert "stage3.py" not in got and all(not m.startswith("..") for m in got)
+
+
+def test_code_version_changes_with_an_imported_file_only(tmp_path, monkeypatch):
+    import shutil
+
+    from bana_core import workflow_utils
+
+    pkg = tmp_path / "bana_core"
+    shutil.copytree(ROOT / "bana_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(workflow_utils, "PACKAGE_DIR", pkg)
+    script = ROOT / "workflow_scripts" / "crf_segmenter.py"
+
+    def version():
+        workflow_utils.script_modules.cache_clear()
+        workflow_utils.code_version.cache_clear()
+        return workflow_utils.code_version(script)
+
+    before = version()
+    (pkg / "losses.py").write_text((pkg / "losses.py").read_text() + "\n# not imported by the CRF step\n")
+    assert version() == before
+    (pkg / "data" / "voc.py").write_text((pkg / "data" / "voc.py").read_text() + "\n# read by the CRF step\n")
+    assert version() != before
