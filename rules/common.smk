@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from bana_core import experiments, settings
+from bana_core import experiments, settings, tables
 from bana_core.config import validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
@@ -107,23 +107,15 @@ def segmentation_split(wc):
 
 
 def pl_eval(label_set):
-    return f"{R}/pseudo_labels/{label_set.path}/eval.json"
-
-
-def keyed(pairs):
-    """(keys, files) from (key, file) pairs; keys travel as params, files as inputs."""
-    pairs = list(pairs)
-    return [list(k) if isinstance(k, tuple) else k for k, _ in pairs], [f for _, f in pairs]
+    return f"{R}/{label_set.eval_file}"
 
 
 def all_targets():
-    targets = [f"{TABLES}/{t}.{ext}" for t in TABLE_INPUTS for ext in ("csv", "md")]
+    """Every table of this config (bana_core.tables.TABLES), the figures, a training curve per
+    segmenter the tables score, and the test-set archives of the NAL segmenters."""
+    targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
     targets += [f"{TABLES}/stage1_checks.csv", f"{R}/figures/pseudo_labels.png", f"{R}/figures/fig3_lambda_damp.png"]
-    targets += [f"{R}/figures/training/{m}.png" for m in EXP.segmenters()]
+    targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
     targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                 for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
-
-
-def seg_eval(model, split="val"):
-    return f"{R}/segmenters/{model}/eval_{split}.json"

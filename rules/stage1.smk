@@ -6,7 +6,7 @@ rule pretrain_backbone:
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:
-        pretrain=settings.pretrain(config),
+        pretrain=lambda wc: settings.pretrain(config),  # only a job of this rule needs the block
         backbone=lambda wc: settings.pretrain_backbone(config, wc.net),
         work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
         device=config["device"],
