@@ -58,6 +58,11 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 parent = _key_of(e)
                 keys = ", ".join((f"{parent}.{k}" if e.absolute_path else k) for k in extra)
                 lines.append(f"  unknown key {keys} (allowed: {', '.join(sorted(e.schema['properties']))})")
+            elif e.validator == "required":
+                # Name the missing key itself ('stage1.iterations'), not its parent.
+                missing = [k for k in e.validator_value if k not in e.instance]
+                prefix = f"{_key_of(e)}." if e.absolute_path else ""
+                lines += [f"  config key '{prefix}{k}' is required but missing" for k in missing]
             else:
                 lines.append(f"  config key '{_key_of(e)}': {e.message}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))

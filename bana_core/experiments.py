@@ -27,6 +27,34 @@ class LabelSet:
     def path(self) -> str:
         return f"{self.classifier}/gen{self.gen_grid}/{self.split}/{self.variant}"
 
+    @property
+    def eval_file(self) -> str:
+        """Its scores (rule merge_pseudo_labels), relative to results/<run>/."""
+        return f"pseudo_labels/{self.path}/eval.json"
+
+
+@dataclass(frozen=True)
+class SegmenterEval:
+    """One segmenter scored on one split (rule eval_segmenter)."""
+
+    model: str
+    split: str = "val"
+
+    @property
+    def eval_file(self) -> str:
+        return f"segmenters/{self.model}/eval_{self.split}.json"
+
+
+@dataclass(frozen=True)
+class CocoEval:
+    """A classifier's VOC-to-COCO pseudo labels scored with COCOeval (rule coco_eval)."""
+
+    classifier: str
+
+    @property
+    def eval_file(self) -> str:
+        return f"coco/{self.classifier}/eval.json"
+
 
 @dataclass(frozen=True)
 class Segmenter:
@@ -68,8 +96,18 @@ def train_split(trainset: str) -> str:
     return "train_aug" if trainset == "aug" else "train"
 
 
+# The config keys that decide which experiments exist (Experiments reads only these).
+EXPERIMENT_KEYS = {"stage1": ("grid_size", "grid_sizes", "trainsets"), "stage2": ("grid_size", "gen_grid_sizes"),
+                   "stage3": ("fig3_lambdas", "fig3_damps"), "coco": ("enabled",)}
+
+
+def experiment_settings(config: dict) -> dict:
+    """The part of ``config`` that ``Experiments`` reads: enough to rebuild it inside a job."""
+    return {block: {k: config[block][k] for k in keys} for block, keys in EXPERIMENT_KEYS.items()}
+
+
 class Experiments:
-    """Everything the tables need for one config."""
+    """Everything the tables need for one config (or its ``experiment_settings``)."""
 
     def __init__(self, config: dict):
         s1, s2, s3 = config["stage1"], config["stage2"], config["stage3"]

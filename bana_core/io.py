@@ -19,6 +19,18 @@ from .errors import DataError
 _PALETTE_BYTES = voc_palette().tobytes()
 
 
+def _umask_mode(full: int) -> int:
+    """``full`` (0o666 file, 0o777 folder) under the process umask: the mode a plain open() or
+    mkdir() would give. mkstemp / mkdtemp make 0600 / 0700, which would hide results from a group."""
+    try:  # Linux: read it without changing it (os.umask is the only portable way, and racy)
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return full & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -29,6 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode(0o666))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -43,6 +56,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode(0o777))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

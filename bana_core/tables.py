@@ -1,18 +1,22 @@
 """The report's tables, built from the evaluation JSON files of a run (pandas, .csv and .md).
 
-Each ``tableN`` function takes the already-loaded evaluation dicts, keyed as the rules name
-their inputs, and returns a DataFrame of percentages. ``with_published`` puts the report's
-numbers (config/paper_results.yaml) beside ours, column by column.
+``TABLES`` holds one ``TableSpec`` per table: its file name, caption, the evaluations it needs
+(keyed as its builder reads them) and the builder. The spec alone drives the workflow: the
+`table` rule's inputs, the run's targets (rules/common.smk, all_targets) and so the report.
+Each builder takes the loaded evaluation dicts by key and returns a DataFrame of percentages;
+``with_published`` puts the report's numbers (config/paper_results.yaml) beside ours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Hashable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from .experiments import CocoEval, Experiments, LabelSet, SegmenterEval
 from .io import atomic_path
 
 
@@ -142,20 +146,63 @@ def write_table(df: pd.DataFrame, stem: str | Path, title: str = "") -> None:
         tmp.write_text(md)
 
 
-# Table file name -> builder taking {key: eval dict}; keys as the rules send them.
-TABLE_BUILDERS = {
-    "table3_pseudo_labels": table3,
-    "table4_voc_to_coco": lambda evals: table4(evals["all"]),
-    "table5_segmentation": table5,
-    "table6_grid_size": table6,
-    "table7_losses": table7,
-    "table8_bap_vs_gap": table8,
-    "table9_class_agnostic": table9,
-    "fig3_lambda_damp": fig3,
-}
+Evaluation = LabelSet | SegmenterEval | CocoEval
 
 
-def build_table(name: str, keys: list, evals: list[dict], published: Mapping | None = None) -> pd.DataFrame:
-    """The table ``name`` from evaluation dicts aligned with ``keys`` (lists become tuples)."""
-    keyed = {tuple(k) if isinstance(k, list) else k: e for k, e in zip(keys, evals, strict=True)}
-    return with_published(TABLE_BUILDERS[name](keyed), published)
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: ``tables/<name>.{csv,md}`` built by ``build`` from the evaluations ``needs``."""
+
+    name: str
+    caption: str
+    needs: Callable[[Experiments], Mapping[Hashable, Evaluation]]
+    build: Callable[[Mapping[Hashable, dict]], pd.DataFrame]
+    enabled: Callable[[Experiments], bool] = lambda exp: True
+
+
+def _table5_needs(exp: Experiments) -> dict[tuple[str, str, str], SegmenterEval]:
+    return {(arch, loss, split): SegmenterEval(m, split) for (arch, loss), m in exp.table5_models().items()
+            for split in (("val", "test") if loss == "nal" else ("val",))}
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("table3_pseudo_labels", "Table 3: pseudo labels on val (mIoU)",
+              lambda exp: exp.table3_sets(), table3),
+    TableSpec("table4_voc_to_coco", "Table 4: VOC-to-COCO pseudo labels (segm AP on COCO train2017)",
+              lambda exp: {"all": CocoEval(exp.default_classifier)}, lambda evals: table4(evals["all"]),
+              enabled=lambda exp: exp.coco),
+    TableSpec("table5_segmentation", "Table 5: DeepLab-V1/V2 trained on pseudo labels (mIoU after CRF)",
+              _table5_needs, table5),
+    TableSpec("table6_grid_size", "Table 6: BAP Ycrf on val by train / generation grid size (mIoU)",
+              lambda exp: exp.table6_sets(), table6),
+    TableSpec("table7_losses", "Table 7: losses for the unreliable regions, DeepLab-V1 (mIoU before / after CRF)",
+              lambda exp: {k: SegmenterEval(m) for k, m in exp.table7_models().items()}, table7),
+    TableSpec("table8_bap_vs_gap", "Table 8: BAP vs GAP, with and without SBD augmentation (mIoU)",
+              lambda exp: exp.table8_sets(), table8),
+    TableSpec("table9_class_agnostic", "Table 9: class-agnostic pseudo labels on train_aug (mIoU)",
+              lambda exp: exp.table9_sets(), table9),
+    TableSpec("fig3_lambda_damp", "Figure 3: DeepLab-V1 with NAL on val by lambda and damp (mIoU before CRF)",
+              lambda exp: {k: SegmenterEval(m) for k, m in exp.fig3_models().items()}, fig3),
+)
+TABLE_SPECS = {spec.name: spec for spec in TABLES}
+
+
+def tables_of(exp: Experiments) -> list[TableSpec]:
+    """The tables this config builds."""
+    return [spec for spec in TABLES if spec.enabled(exp)]
+
+
+def table_inputs(name: str, exp: Experiments, run_dir: str | Path) -> dict[Hashable, Path]:
+    """Key -> evaluation file (under ``run_dir``) of table ``name``: the rule's inputs, in order."""
+    return {key: Path(run_dir) / ev.eval_file for key, ev in TABLE_SPECS[name].needs(exp).items()}
+
+
+def needed_segmenters(exp: Experiments) -> list[str]:
+    """Every segmenter some table of this config scores."""
+    return sorted({ev.model for spec in tables_of(exp) for ev in spec.needs(exp).values()
+                   if isinstance(ev, SegmenterEval)})
+
+
+def build_table(name: str, evals: Mapping[Hashable, dict], published: Mapping | None = None) -> pd.DataFrame:
+    """Table ``name`` from its evaluation dicts by key (``table_inputs``' keys)."""
+    return with_published(TABLE_SPECS[name].build(evals), published)

@@ -16,7 +16,7 @@ rule coco_index:
         annotations=COCO_ANNOTATIONS,
         images=COCO_IMAGES,
         drop_grayscale=config["dataset"]["coco_drop_grayscale"],
-        code=code_version("data/coco", "io"),
+        code=script_code("coco_index"),
     threads: 1
     resources:
         mem_mb=8000,
@@ -36,15 +36,16 @@ rule coco_pseudo_labels_shard:
     input:
         model=f"{R}/classifiers/{{clf}}/model.pt",
         index=rules.coco_index.output,
+        coco=coco_stamps(),
     output:
         directory(f"{COCO_OUT}/shards/{{shard}}"),
     params:
-        cfg={k: config["stage2"][k] for k in ("grid_size", "bg_threshold", "crf")},
+        cfg=settings.coco_shard(config),
         images=COCO_IMAGES,
         n_shards=N_COCO_SHARDS,
         max_images=config["coco"]["max_images"],
         device=config["device"],
-        code=code_version("voc_to_coco", "stage2", "pseudo_labels", "coco_eval", "bap", "crf", "models", "data/coco"),
+        code=script_code("coco_pseudo_labels_shard"),
     group:
         "pseudo_shards"
     threads: 1
@@ -71,7 +72,7 @@ rule coco_eval:
         f"{COCO_OUT}/eval.json",
     params:
         annotations=COCO_ANNOTATIONS,
-        code=code_version("coco_eval"),
+        code=script_code("coco_eval"),
     threads: 1
     resources:
         mem_mb=16000,

@@ -2,15 +2,17 @@
 import sys
 from pathlib import Path
 
-from bana_core import experiments
+from bana_core import experiments, settings, tables
 from bana_core.config import validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
 
+# The files this run's config came from: --configfile, else the demo (see the Snakefile).
+CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
 try:
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
 except ConfigError as _err:
-    sys.exit(f"Configuration error: {_err}")
+    sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")
 config.clear()
 config.update(_validated)
 
@@ -54,6 +56,13 @@ def coco_stamps():
 
 def voc_test_stamp():
     return f"{DATA}/synthetic_summary.json" if SYNTHETIC else f"{DATA}/manifests/voc_test.json"
+
+
+def script_code(name):
+    """A rule's `code` param: content hash of the bana_core files workflow_scripts/<name>.py runs,
+    derived from its imports (bana_core.workflow_utils.code_version); tests check that `name`
+    is the rule's own script."""
+    return code_version(Path(workflow.basedir) / "workflow_scripts" / f"{name}.py")
 
 
 def published_results(table):
@@ -101,32 +110,16 @@ def segmentation_split(wc):
 
 
 def pl_eval(label_set):
-    return f"{R}/pseudo_labels/{label_set.path}/eval.json"
-
-
-def keyed(pairs):
-    """(keys, files) from (key, file) pairs; keys travel as params, files as inputs."""
-    pairs = list(pairs)
-    return [list(k) if isinstance(k, tuple) else k for k, _ in pairs], [f for _, f in pairs]
+    return f"{R}/{label_set.eval_file}"
 
 
 def all_targets():
-    targets = [f"{TABLES}/{t}.{ext}" for t in TABLE_INPUTS for ext in ("csv", "md")]
-    targets += [f"{TABLES}/stage1_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png", f"{R}/figures/fig3_lambda_damp.png"]
-    targets += [f"{R}/figures/training/{m}.png" for m in EXP.segmenters()]
+    """Every table of this config (bana_core.tables.TABLES), the claims and checks, the figures, a
+    training curve per segmenter the tables score, and the test-set archives of the NAL segmenters."""
+    targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
+    targets += [f"{TABLES}/stage1_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
+                f"{R}/figures/fig3_lambda_damp.png"]
+    targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
     targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                 for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
-
-
-def stage3_settings(wc):
-    """Exactly the stage-3 keys a segmenter uses (its arch's block, loss and training keys)."""
-    seg = experiments.parse_segmenter(wc.model)
-    skip = {"arch", "eval_scales", "eval_flip", "fig3_lambdas", "fig3_damps"}
-    settings = {k: v for k, v in config["stage3"].items() if k not in skip}
-    settings["arch"] = {seg.arch: config["stage3"]["arch"][seg.arch]}
-    return settings
-
-
-def seg_eval(model, split="val"):
-    return f"{R}/segmenters/{model}/eval_{split}.json"

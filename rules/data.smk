@@ -7,7 +7,7 @@ rule synthesize:
         f"{DATA}/synthetic_summary.json",
     params:
         settings=config["dataset"]["synthetic"],
-        code=code_version("data/synthetic", "io"),
+        code=script_code("synthesize"),
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
@@ -30,7 +30,7 @@ rule download:
     params:
         spec=lambda wc: config["dataset"]["download"][wc.archive],
         data_dir=lambda wc, output: str(Path(output[0]).parents[1]),
-        code=code_version("data/download", "io"),
+        code=script_code("download"),
     threads: 1
     retries: 3
     resources:
@@ -53,7 +53,7 @@ rule voc_test:
     params:
         archive=config["dataset"]["voc_test_archive"],
         data_dir=lambda wc, output: str(Path(output[0]).parents[1]),
-        code=code_version("data/download", "io"),
+        code=script_code("voc_test"),
     resources:
         mem_mb=2000,
         runtime=60,
@@ -79,7 +79,7 @@ rule build_train_aug:
         voc_root=lambda wc, output: str(Path(output.split).parents[2]),
         sbd_root=SBD,
         expected=config["dataset"]["expected_train_aug"],
-        code=code_version("data/sbd", "data/voc", "io"),
+        code=script_code("build_train_aug"),
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
@@ -104,7 +104,7 @@ rule box_masks:
     params:
         voc_root=lambda wc, input: str(Path(input.train_aug).parents[2]),
         splits=["train_aug", "train", "val"],
-        code=code_version("data/voc", "io"),
+        code=script_code("box_masks"),
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 1
     resources:

@@ -6,12 +6,12 @@ rule pretrain_backbone:
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:
-        pretrain={k: v for k, v in config["pretrain"].items() if k != "threads"},  # threads: no rerun
-        backbone=lambda wc: config["stage1"]["backbone"] if wc.net == "vgg" else config["stage3"]["arch"]["v2"],
+        pretrain=lambda wc: settings.pretrain(config),  # only a job of this rule needs the block
+        backbone=lambda wc: settings.pretrain_backbone(config, wc.net),
         work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
         device=config["device"],
         seed=config["seed"],
-        code=code_version("stage1", "train", "models", "data/synthetic", "data/transforms", "data/datasets"),
+        code=script_code("pretrain_backbone"),
     wildcard_constraints:
         net="vgg|resnet",
     # Stage 1 waits for the VGG pretraining alone; the ResNet one (stage 3) can run beside it
@@ -40,13 +40,13 @@ rule train_classifier:
     output:
         f"{R}/classifiers/{{clf}}/model.pt",
     params:
-        stage1={k: v for k, v in config["stage1"].items() if k not in ("grid_size", "grid_sizes", "trainsets")},
+        stage1=settings.stage1_train(config),
         split=lambda wc: split_file(classifier_train_split(wc)),
         voc_root=VOC,
         work_dir=lambda wc: f"{R}/classifiers/{wc.clf}",
         device=config["device"],
         seed=config["seed"],
-        code=code_version("stage1", "train", "bap", "models", "data/transforms", "data/datasets", "data/voc"),
+        code=script_code("train_classifier"),
     threads: config["train_threads"]
     resources:
         mem_mb=8000,
@@ -73,7 +73,7 @@ rule eval_classifier:
         split=split_file("val"),
         voc_root=VOC,
         device=config["device"],
-        code=code_version("stage1", "bap", "models", "data/voc"),
+        code=script_code("eval_classifier"),
     threads: 1
     resources:
         mem_mb=4000,

@@ -12,12 +12,12 @@ rule pseudo_labels_shard:
     output:
         directory(f"{PL}/shards/{{shard}}"),
     params:
-        stage2={k: config["stage2"][k] for k in ("bg_threshold", "crf")},
+        stage2=settings.stage2_shard(config),
         n_shards=N_SHARDS,
         split=lambda wc: split_file(wc.split),
         voc_root=VOC,
         device=config["device"],
-        code=code_version("stage2", "evaluation", "pseudo_labels", "bap", "crf", "metrics", "models", "data/voc"),
+        code=script_code("pseudo_labels_shard"),
     group:
         "pseudo_shards"
     threads: 1
@@ -43,7 +43,7 @@ rule merge_pseudo_labels:
         index=f"{PL}/index.json",
         eval=f"{PL}/eval.json",
     params:
-        code=code_version("evaluation", "metrics", "label_index"),
+        code=script_code("merge_pseudo_labels"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -62,13 +62,14 @@ rule figure_pseudo_labels:
     """Image, ground truth, Y_crf, Y_ret for a few val images (the report's Fig. 2)."""
     input:
         index=f"{R}/pseudo_labels/{EXP.table3_sets()['bap'].path}/index.json",
+        dataset=voc_stamp(),
     output:
         report(f"{R}/figures/pseudo_labels.png", category="Stage 2: pseudo labels",
                caption="../report/pseudo_labels.rst"),
     params:
         voc_root=VOC,
         n_images=config["stage2"]["figure_images"],
-        code=code_version("figures", "label_index"),
+        code=script_code("figure_pseudo_labels"),
     threads: 1
     resources:
         mem_mb=2000,

@@ -8,17 +8,18 @@ rule train_segmenter:
     """DeepLab-V1 / V2 with one loss (ce_crf, ce_ret, nal, baseline, er, bootstrap)."""
     input:
         labels=TRAIN_LABELS,
+        dataset=voc_stamp(),
         pretrained=segmenter_pretrained,
     output:
-        f"{SEG}/model.pt",
+        model=f"{SEG}/model.pt",
+        log_csv=f"{SEG}/train_log.csv",  # rewritten in full from the checkpoint on a resume
     params:
-        stage3=stage3_settings,
+        stage3=lambda wc: settings.stage3_train(config, experiments.parse_segmenter(wc.model)),
         voc_root=VOC,
         work_dir=lambda wc: f"{R}/segmenters/{wc.model}",
         device=config["device"],
         seed=config["seed"],
-        code=code_version("stage3", "train", "losses", "models", "label_index", "data/transforms", "data/datasets",
-                          "data/voc"),
+        code=script_code("train_segmenter"),
     threads: config["train_threads"]
     resources:
         mem_mb=8000,
@@ -37,7 +38,7 @@ rule train_segmenter:
 rule predict_segmenter:
     """Logits averaged over scales and flips, saved per image for the CRF step."""
     input:
-        model=rules.train_segmenter.output,
+        model=rules.train_segmenter.output.model,
         split=segmentation_split,
     output:
         directory(f"{SEG}/logits/{{segsplit}}"),
@@ -46,7 +47,7 @@ rule predict_segmenter:
         scales=config["stage3"]["eval_scales"],
         flip=config["stage3"]["eval_flip"],
         device=config["device"],
-        code=code_version("stage3", "models"),
+        code=script_code("predict_segmenter"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -65,13 +66,14 @@ rule predict_segmenter:
 rule crf_segmenter:
     """Raw argmax and DenseCRF-refined label PNGs (per-arch CRF parameters) from saved logits."""
     input:
-        rules.predict_segmenter.output,
+        logits=rules.predict_segmenter.output,
+        dataset=segmentation_split,
     output:
         directory(f"{SEG}/pred/{{segsplit}}"),
     params:
         voc_root=VOC,
         crf=lambda wc: config["stage3"]["arch"][experiments.parse_segmenter(wc.model).arch]["crf"],
-        code=code_version("evaluation", "crf"),
+        code=script_code("crf_segmenter"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -89,12 +91,13 @@ rule crf_segmenter:
 rule eval_segmenter:
     """mIoU before and after CRF (a split without ground truth says 'submit')."""
     input:
-        rules.crf_segmenter.output,
+        pred=rules.crf_segmenter.output,
+        dataset=segmentation_split,
     output:
         f"{SEG}/eval_{{segsplit}}.json",
     params:
         voc_root=VOC,
-        code=code_version("evaluation", "metrics"),
+        code=script_code("eval_segmenter"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -116,7 +119,7 @@ rule archive_test:
     output:
         f"{SEG}/{{model}}_comp6_test_cls.tar.gz",
     params:
-        code=code_version("evaluation"),
+        code=script_code("archive_test"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -134,13 +137,12 @@ rule archive_test:
 rule training_curve:
     """Loss parts and lr over iterations of one segmenter."""
     input:
-        rules.train_segmenter.output,
+        rules.train_segmenter.output.log_csv,
     output:
         report(f"{R}/figures/training/{{model}}.png", category="Stage 3: segmentation",
                subcategory="training curves", caption="../report/training_curve.rst"),
     params:
-        log_csv=lambda wc: f"{R}/segmenters/{wc.model}/train_log.csv",
-        code=code_version("figures"),
+        code=script_code("training_curve"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -3,49 +3,23 @@
 TABLES = f"{R}/tables"
 
 
-TABLE_INPUTS = {
-    "table3_pseudo_labels": keyed((k, pl_eval(s)) for k, s in EXP.table3_sets().items()),
-    "table6_grid_size": keyed((k, pl_eval(s)) for k, s in EXP.table6_sets().items()),
-    "table8_bap_vs_gap": keyed((k, pl_eval(s)) for k, s in EXP.table8_sets().items()),
-    "table9_class_agnostic": keyed((k, pl_eval(s)) for k, s in EXP.table9_sets().items()),
-    "table5_segmentation": keyed(
-        ((arch, loss, split), seg_eval(m, split))
-        for (arch, loss), m in EXP.table5_models().items()
-        for split in (("val", "test") if loss == "nal" else ("val",))
-    ),
-    "table7_losses": keyed((k, seg_eval(m)) for k, m in EXP.table7_models().items()),
-    "fig3_lambda_damp": keyed((k, seg_eval(m)) for k, m in EXP.fig3_models().items()),
-}
-if config["coco"]["enabled"]:
-    TABLE_INPUTS["table4_voc_to_coco"] = keyed([("all", f"{R}/coco/{EXP.default_classifier}/eval.json")])
-
-TABLE_CAPTIONS = {
-    "table3_pseudo_labels": "Table 3: pseudo labels on val (mIoU)",
-    "table4_voc_to_coco": "Table 4: VOC-to-COCO pseudo labels (segm AP on COCO train2017)",
-    "table5_segmentation": "Table 5: DeepLab-V1/V2 trained on pseudo labels (mIoU after CRF)",
-    "table6_grid_size": "Table 6: BAP Ycrf on val by train / generation grid size (mIoU)",
-    "table7_losses": "Table 7: losses for the unreliable regions, DeepLab-V1 (mIoU before / after CRF)",
-    "table8_bap_vs_gap": "Table 8: BAP vs GAP, with and without SBD augmentation (mIoU)",
-    "table9_class_agnostic": "Table 9: class-agnostic pseudo labels on train_aug (mIoU)",
-    "fig3_lambda_damp": "Figure 3: DeepLab-V1 with NAL on val by lambda and damp (mIoU before CRF)",
-}
-
-
 rule table:
-    """One table of the report as .csv and .md (published numbers beside ours when configured)."""
+    """One table of the report as .csv and .md (published numbers beside ours when configured);
+    what it reads and how it is built: its spec in bana_core.tables.TABLES."""
     input:
-        lambda wc: TABLE_INPUTS[wc.table][1],
+        lambda wc: list(tables.table_inputs(wc.table, EXP, R).values()),
     output:
         csv=report(f"{TABLES}/{{table}}.csv", category="Tables", caption="../report/table.rst",
                    labels={"table": "{table}"}),
         md=f"{TABLES}/{{table}}.md",
     params:
-        table_keys=lambda wc: TABLE_INPUTS[wc.table][0],
-        title=lambda wc: TABLE_CAPTIONS[wc.table],
+        experiments=experiments.experiment_settings(config),  # the job rebuilds EXP: keys need no params
+        run_dir=R,
+        title=lambda wc: tables.TABLE_SPECS[wc.table].caption,
         published=lambda wc: paper_results(wc.table),
-        code=code_version("tables"),
+        code=script_code("make_table"),
     wildcard_constraints:
-        table="|".join(TABLE_CAPTIONS),
+        table="|".join(spec.name for spec in tables.tables_of(EXP)),
     threads: 1
     resources:
         mem_mb=1000,
@@ -69,7 +43,7 @@ rule box_fill_baseline:
     params:
         split=split_file("val"),
         voc_root=VOC,
-        code=code_version("evaluation", "metrics", "data/voc"),
+        code=script_code("box_fill_baseline"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -96,7 +70,7 @@ rule stage1_checks:
         md=f"{TABLES}/stage1_checks.md",
     params:
         classifiers=EXP.classifiers(),
-        code=code_version("tables"),
+        code=script_code("stage1_checks"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -119,7 +93,7 @@ rule fig3_heatmap:
         report(f"{R}/figures/fig3_lambda_damp.png", category="Stage 3: segmentation",
                caption="../report/fig3.rst"),
     params:
-        code=code_version("figures"),
+        code=script_code("fig3_heatmap"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -172,7 +146,7 @@ rule claims:
         md=f"{TABLES}/claims.md",
     params:
         published={t: published_results(t) for t in CLAIM_TABLES},  # shown whatever show_paper_results
-        code=code_version("claims", "tables"),
+        code=script_code("claims"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -268,3 +268,59 @@ def test_bad_arguments(tmp_path):
         acquire_gpu(n_devices=-1, lock_dir=tmp_path)
     with pytest.raises(ValueError, match="poll"):
         acquire_gpu(n_devices=1, lock_dir=tmp_path, poll=0)
+
+
+# -- job_gpu: what every GPU rule's job runs under (bana_core.workflow_utils.run_script) ---------
+
+
+def test_job_gpu_leases_for_auto_and_spreads(monkeypatch, tmp_path, caplog):
+    from bana_core.workflow_utils import job_gpu
+
+    monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    other = acquire_gpu(set_env=False)  # another job holds one of the two devices
+    held = other.acquire()
+    caplog.set_level("INFO", logger="bana")
+    with job_gpu("auto"):
+        free = str(1 - held)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == free
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    other.release()
+    assert f"GPU lease: device {free} (CUDA_VISIBLE_DEVICES={free})" in caplog.text
+    assert f"GPU lease: device {free} released" in caplog.text
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:1", None])
+def test_job_gpu_takes_no_lease_for_cpu_or_a_pinned_device(monkeypatch, tmp_path, device):
+    from bana_core.workflow_utils import job_gpu
+
+    monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with job_gpu(device):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+        # Both devices are still free for other jobs.
+        with acquire_gpu(timeout=0.1, poll=0.01, set_env=False) as a, acquire_gpu(timeout=0.1, poll=0.01) as b:
+            assert {a, b} == {0, 1}
+
+
+def test_job_gpu_under_slurm_uses_the_grant(monkeypatch, tmp_path, caplog):
+    from bana_core.workflow_utils import job_gpu
+
+    monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    caplog.set_level("INFO", logger="bana")
+    with job_gpu("auto"), job_gpu("cuda"):  # a local lock would make the second one wait forever
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert caplog.text.count("GPU lease: SLURM grant used as is (CUDA_VISIBLE_DEVICES=1)") == 2
+
+
+def test_job_gpu_without_gpus_runs_on_cpu(monkeypatch, tmp_path, caplog):
+    from bana_core.workflow_utils import job_gpu
+
+    monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
+    fake_cuda(monkeypatch, 0)
+    caplog.set_level("INFO", logger="bana")
+    with job_gpu("auto"):
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert "GPU lease: none (no GPU visible), running on the CPU" in caplog.text

@@ -44,3 +44,15 @@ def test_segmenters_and_names_round_trip():
         assert parse_segmenter(name).name == name
     assert parse_segmenter("v1-nal-lam0.05-damp70") == Segmenter("v1", "nal", 0.05, 70.0)
     assert parse_classifier("gap-g4-noaug") == ("gap", 4, "noaug")
+
+
+def test_experiments_rebuild_from_their_settings_alone():
+    # The table job rebuilds the experiments from this small dict (a param), not the config.
+    from bana_core.experiments import experiment_settings
+
+    for name in ("config.yaml", "voc2012.yaml"):
+        config = validate_config(load_yaml(ROOT / "config" / name), ROOT / "config" / "schema.yaml")
+        full, small = Experiments(config), Experiments(experiment_settings(config))
+        assert small.label_sets() == full.label_sets() and small.segmenters() == full.segmenters()
+        assert small.classifiers() == full.classifiers() and small.coco == full.coco
+        assert small.fig3_models() == full.fig3_models()

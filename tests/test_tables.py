@@ -1,10 +1,54 @@
-"""Tables: rows / columns of DESIGN.md, percentages, published columns, files."""
+"""Tables: rows / columns of DESIGN.md, percentages, published columns, files.
+
+Every builder is fed a distinct value in every field of every evaluation, so a cell that reads
+the wrong key or the wrong field (swapped rows or columns) fails.
+"""
+import itertools
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bana_core.tables import build_table, fig3, table3, table5, table8, with_published, write_table
+from bana_core.config import load_yaml, validate_config
+from bana_core.experiments import Experiments
+from bana_core.tables import (
+    TABLE_SPECS,
+    TABLES,
+    build_table,
+    fig3,
+    needed_segmenters,
+    table3,
+    table5,
+    table8,
+    table_inputs,
+    tables_of,
+    with_published,
+    write_table,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ("miou_crf", "miou_ret", "miou_agree", "miou_raw", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
+
+
+def paper_experiments() -> Experiments:
+    config = validate_config(load_yaml(ROOT / "config" / "voc2012.yaml"), ROOT / "config" / "schema.yaml")
+    return Experiments(config)
+
+
+def distinct_evals(keys) -> dict:
+    """Each key's evaluation with values no other key or field shares (0.001 apart: 0.1 points)."""
+    counter = itertools.count(1)
+    evals = {}
+    for key in keys:
+        ev = {f: next(counter) / 1000 for f in FIELDS}
+        ev["status"] = "scored"
+        evals[key] = ev
+    return evals
+
+
+def cell(evals, key, field):
+    return round(100 * evals[key][field], 1)
 
 
 def ev(crf, ret=None, agree=None):
@@ -56,10 +100,141 @@ def test_published_columns_beside_ours():
 
 
 def test_build_and_write(tmp_path):
-    df = build_table("table3_pseudo_labels", ["gap", "bap_nou0", "bap"],
-                     [ev(0.5), ev(0.6), ev(0.7, 0.65, 0.8)])
+    df = build_table("table3_pseudo_labels", {"gap": ev(0.5), "bap_nou0": ev(0.6), "bap": ev(0.7, 0.65, 0.8)})
     write_table(df, tmp_path / "t3", title="Table 3")
     back = pd.read_csv(tmp_path / "t3.csv", index_col=0)
     assert back.loc["GAP", "mIoU (val)"] == 50.0
     md = (tmp_path / "t3.md").read_text()
     assert "**Table 3**" in md and "BAP Ycrf & Yret" in md
+
+
+# -- distinct values per cell: every builder, every cell ------------------------------------------
+
+
+def built(name: str):
+    exp = paper_experiments()
+    keys = list(TABLE_SPECS[name].needs(exp))
+    if name == "table4_voc_to_coco":  # one COCOeval file holding both label kinds
+        evals = {"all": distinct_evals(["crf", "ret"])}
+        return TABLE_SPECS[name].build(evals), evals["all"]
+    evals = distinct_evals(keys)
+    return TABLE_SPECS[name].build(evals), evals
+
+
+def test_every_table_has_a_cell_test():
+    tested = {n[len("test_cells_of_"):] for n in globals() if n.startswith("test_cells_of_")}
+    assert tested == set(TABLE_SPECS) | {"stage1_checks"}
+
+
+def test_cells_of_table3_pseudo_labels():
+    df, ev = built("table3_pseudo_labels")
+    col = df["mIoU (val)"]
+    assert col["GAP"] == cell(ev, "gap", "miou_crf")
+    assert col["BAP Ycrf w/o u0"] == cell(ev, "bap_nou0", "miou_crf")
+    assert col["BAP Ycrf"] == cell(ev, "bap", "miou_crf")
+    assert col["BAP Yret"] == cell(ev, "bap", "miou_ret")
+    assert col["BAP Ycrf & Yret"] == cell(ev, "bap", "miou_agree")
+
+
+def test_cells_of_table4_voc_to_coco():
+    df, ev = built("table4_voc_to_coco")
+    assert list(df.index) == ["BAP: Ycrf", "BAP: Yret"]
+    for col in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"):
+        assert df.loc["BAP: Ycrf", col] == cell(ev, "crf", col)
+        assert df.loc["BAP: Yret", col] == cell(ev, "ret", col)
+
+
+def test_cells_of_table5_segmentation():
+    df, ev = built("table5_segmentation")
+    rows = {"w/ Ycrf (val)": ("ce_crf", "val"), "w/ Yret (val)": ("ce_ret", "val"), "w/ NAL (val)": ("nal", "val"),
+            "w/ NAL (test)": ("nal", "test")}
+    assert list(df.index) == list(rows)
+    for col, arch in (("DeepLab-V1", "v1"), ("DeepLab-V2", "v2")):
+        for row, (loss, split) in rows.items():
+            assert df.loc[row, col] == cell(ev, (arch, loss, split), "miou_crf"), (row, col)
+
+
+def test_cells_of_table6_grid_size():
+    df, ev = built("table6_grid_size")
+    assert list(df.index) == [f"train grid {t}" for t in (1, 2, 3, 4, 5)]
+    assert list(df.columns) == [f"generation grid {g}" for g in (1, 2, 3)]
+    for t, g in itertools.product((1, 2, 3, 4, 5), (1, 2, 3)):
+        assert df.loc[f"train grid {t}", f"generation grid {g}"] == cell(ev, (t, g), "miou_crf")
+
+
+def test_cells_of_table7_losses():
+    df, ev = built("table7_losses")
+    rows = {"Baseline": "baseline", "w/ Entropy Regularization": "er", "w/ Bootstrapping": "bootstrap",
+            "w/ Lwce": "nal"}
+    assert list(df.index) == list(rows)
+    for row, loss in rows.items():
+        assert df.loc[row, "before CRF"] == cell(ev, loss, "miou_raw")
+        assert df.loc[row, "after CRF"] == cell(ev, loss, "miou_crf")
+
+
+def test_cells_of_table8_bap_vs_gap():
+    df, ev = built("table8_bap_vs_gap")
+    rows = {"GAP Ycrf w/o u0": ("gap", "nou0", "miou_crf"), "GAP Ycrf": ("gap", "std", "miou_crf"),
+            "GAP Yret": ("gap", "std", "miou_ret"), "BAP Ycrf w/o u0": ("bap", "nou0", "miou_crf"),
+            "BAP Ycrf": ("bap", "std", "miou_crf"), "BAP Yret": ("bap", "std", "miou_ret"),
+            "BAP Ycrf & Yret": ("bap", "std", "miou_agree")}
+    cols = {"aug train": ("aug", "train"), "aug val": ("aug", "val"), "non-aug train": ("noaug", "train"),
+            "non-aug val": ("noaug", "val")}
+    assert list(df.index) == list(rows) and list(df.columns) == list(cols)
+    for (row, (pool, variant, field)), (col, (trainset, split)) in itertools.product(rows.items(), cols.items()):
+        assert df.loc[row, col] == cell(ev, (pool, variant, trainset, split), field), (row, col)
+
+
+def test_cells_of_table9_class_agnostic():
+    df, ev = built("table9_class_agnostic")
+    for col, key in (("CAMs for u_c", "cam"), ("1 - u0 in place of u_c", "agnostic")):
+        assert df.loc["BAP Ycrf", col] == cell(ev, key, "miou_crf")
+        assert df.loc["BAP Yret", col] == cell(ev, key, "miou_ret")
+
+
+def test_cells_of_fig3_lambda_damp():
+    df, ev = built("fig3_lambda_damp")
+    assert list(df.index) == ["damp 70", "damp 15", "damp 3"]
+    assert list(df.columns) == ["lambda 0.05", "lambda 0.5", "lambda 0.7"]
+    for lam, damp in itertools.product((0.05, 0.5, 0.7), (70, 15, 3)):
+        assert df.loc[f"damp {damp:g}", f"lambda {lam:g}"] == cell(ev, (lam, damp), "miou_raw")
+
+
+# -- the specs drive the workflow ------------------------------------------------------------------
+
+
+def test_specs_name_their_inputs_under_the_run(tmp_path):
+    exp = paper_experiments()
+    files = table_inputs("table5_segmentation", exp, "results/voc2012")
+    assert files[("v1", "nal", "test")] == Path("results/voc2012/segmenters/v1-nal/eval_test.json")
+    files = table_inputs("table3_pseudo_labels", exp, "results/voc2012")
+    assert files["bap_nou0"] == Path("results/voc2012/pseudo_labels/bap-g4-aug/gen1/val/nou0/eval.json")
+    assert table_inputs("table4_voc_to_coco", exp, "r") == {"all": Path("r/coco/bap-g4-aug/eval.json")}
+
+
+def test_disabled_coco_drops_table4_only():
+    exp = paper_experiments()
+    assert [s.name for s in tables_of(exp)] == [s.name for s in TABLES]
+    exp.coco = False
+    assert [s.name for s in tables_of(exp)] == [s.name for s in TABLES if s.name != "table4_voc_to_coco"]
+
+
+def test_needed_segmenters_are_those_the_tables_score():
+    exp = paper_experiments()
+    assert needed_segmenters(exp) == exp.segmenters()
+
+
+def test_cells_of_stage1_checks():
+    # Not a TableSpec (rule stage1_checks), but a table builder all the same: distinct values too.
+    from bana_core.tables import stage1_summary
+
+    accuracies = {"gap-g4-aug": {"box_accuracy": 0.811}, "bap-g4-aug": {"box_accuracy": 0.852},
+                  "bap-g1-aug": {"box_accuracy": 0.833}}
+    df = stage1_summary(accuracies, {"miou": 0.587}, {"miou_crf": 0.921})
+    col = df["value (%)"]
+    assert col["classifier gap-g4-aug: val box accuracy"] == 81.1
+    assert col["classifier bap-g4-aug: val box accuracy"] == 85.2
+    assert col["classifier bap-g1-aug: val box accuracy"] == 83.3
+    assert col["box fill baseline: val mIoU"] == 58.7
+    assert col["BAP Ycrf: val mIoU"] == 92.1
+    assert col["BAP Ycrf margin over box fill"] == 33.4

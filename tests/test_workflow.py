@@ -1,56 +1,69 @@
 """End to end through Snakemake on a tiny synthetic config: every table, then what reruns.
 
 The workflow (Snakefile, rules, scripts, config, and a copy of bana_core) is copied into a
-temporary folder, so the rerun checks can edit library code without touching the repository;
-PYTHONPATH makes the Snakefile and its scripts import that copy.
+temporary folder (tests/workflow_env.py), so the rerun checks can edit library code without
+touching the repository; PYTHONPATH makes the Snakefile and its scripts import that copy.
+Each rerun check compares the exact set of rules a dry run would execute.
 """
 from __future__ import annotations
 
+import json
 import os
-import re
-import shutil
-import subprocess
-import sys
+import stat
+import tarfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from workflow_env import copy_workflow, planned_rules, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 TABLES = ["table3_pseudo_labels", "table4_voc_to_coco", "table5_segmentation", "table6_grid_size",
           "table7_losses", "table8_bap_vs_gap", "table9_class_agnostic", "fig3_lambda_damp", "stage1_checks", "claims"]
 
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(workdir))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml", *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def planned_rules(workdir: Path, *args: str) -> set[str]:
-    """Rules a dry run would execute (from Snakemake's 'Job stats' table)."""
-    out = snakemake(workdir, "-n", *args).stdout
-    if "Nothing to be done" in out:
-        return set()
-    stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    rules = {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", stats, re.M)}
-    return rules - {"all", "total"}
+# Every rule the tiny config runs (synthetic data: no download, no voc_test).
+ALL_RULES = {
+    "synthesize", "build_train_aug", "box_masks", "pretrain_backbone", "train_classifier", "eval_classifier",
+    "pseudo_labels_shard", "merge_pseudo_labels", "figure_pseudo_labels", "coco_index", "coco_pseudo_labels_shard",
+    "coco_eval", "train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test",
+    "training_curve", "table", "box_fill_baseline", "stage1_checks", "fig3_heatmap", "report",
+}
+# A segmenter retrained, and everything downstream of it.
+STAGE3 = {"train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test", "training_curve",
+          "table", "fig3_heatmap", "report"}
+TABLE_RULES = {"table", "stage1_checks", "fig3_heatmap", "report"}
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs", "bana_core"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
-    shutil.copy2(ROOT / "tests" / "data" / "tiny_config.yaml", work / "tiny.yaml")
-    snakemake(work)
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    old = os.umask(0o022)  # the permission check below expects 0644 / 0755
+    try:
+        snakemake(work)
+    finally:
+        os.umask(old)
     return work
+
+
+def edited_rules(work: Path, module: str) -> set[str]:
+    """The rules a dry run plans after appending a comment to bana_core/<module>."""
+    path = work / "bana_core" / module
+    original = path.read_text()
+    path.write_text(original + "\n# edited by the rerun test\n")
+    try:
+        return planned_rules(work)
+    finally:
+        path.write_text(original)
+
+
+def rules_with_config(work: Path, edit) -> set[str]:
+    """The rules a dry run plans with the tiny config edited by ``edit(config)``."""
+    config = yaml.safe_load((work / "tiny.yaml").read_text())
+    edit(config)
+    (work / "edited.yaml").write_text(yaml.safe_dump(config))
+    return planned_rules(work, configfile="edited.yaml")
 
 
 def test_every_table_is_built(finished_run):
@@ -80,8 +93,6 @@ def test_every_table_is_built(finished_run):
 def test_outputs_are_complete(finished_run):
     run = finished_run / "results" / "tiny"
     index = run / "pseudo_labels" / "bap-g2-aug" / "gen1" / "val" / "std" / "index.json"
-    import json
-
     ids = json.loads(index.read_text())
     val = (finished_run / "data" / "tiny" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt")
     assert sorted(ids) == sorted(val.read_text().split())
@@ -89,12 +100,20 @@ def test_outputs_are_complete(finished_run):
         assert not Path(paths["crf"]).is_absolute() and (index.parent / paths["crf"]).is_file()
         assert (index.parent / paths["ret"]).is_file()
     archive = run / "segmenters" / "v1-nal" / "v1-nal_comp6_test_cls.tar.gz"
-    import tarfile
-
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert names and all(n.startswith("results/VOC2012/Segmentation/comp6_test_cls/") for n in names)
     assert not list(run.rglob("*.part")), "no half-written file may remain"
+
+
+def test_outputs_are_readable_by_the_group(finished_run):
+    # Under umask 022 every file is 0644 and every folder 0755, as a plain `touch` / `mkdir`
+    # would make them: a shared cluster file system shows the results to the whole group.
+    run = finished_run / "results" / "tiny"
+    modes = {p.relative_to(run): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*")}
+    assert len(modes) > 100
+    wrong = {str(p): oct(m) for p, m in modes.items() if m != (0o755 if (run / p).is_dir() else 0o644)}
+    assert not wrong, wrong
 
 
 def test_nothing_reruns_on_a_finished_run(finished_run):
@@ -102,35 +121,39 @@ def test_nothing_reruns_on_a_finished_run(finished_run):
 
 
 def test_editing_the_loss_reruns_stage3_and_tables_only(finished_run):
-    losses = finished_run / "bana_core" / "losses.py"
-    original = losses.read_text()
-    losses.write_text(original + "\n# edited by the rerun test\n")
-    try:
-        rules = planned_rules(finished_run)
-    finally:
-        losses.write_text(original)
-    assert "train_segmenter" in rules and "table" in rules
-    assert not rules & {"train_classifier", "pseudo_labels_shard", "merge_pseudo_labels", "synthesize"}
-
-
-def test_editing_a_stage1_key_reruns_stages_1_to_3(finished_run):
-    import yaml
-
-    config = yaml.safe_load((finished_run / "tiny.yaml").read_text())
-    config["stage1"]["lr"] = 0.02
-    (finished_run / "tiny_lr.yaml").write_text(yaml.safe_dump(config))
-    rules = planned_rules(finished_run, "--configfile", "tiny_lr.yaml")
-    assert {"train_classifier", "pseudo_labels_shard", "train_segmenter", "table"} <= rules
-    assert not rules & {"synthesize", "build_train_aug", "box_masks", "pretrain_backbone"}
+    assert edited_rules(finished_run, "losses.py") == STAGE3
 
 
 def test_editing_table_formatting_reruns_only_tables(finished_run):
-    tables = finished_run / "bana_core" / "tables.py"
-    original = tables.read_text()
-    tables.write_text(original + "\n# edited by the rerun test\n")
-    try:
-        rules = planned_rules(finished_run)
-    finally:
-        tables.write_text(original)
-    assert "table" in rules
-    assert rules <= {"table", "stage1_checks", "fig3_heatmap", "report"}
+    assert edited_rules(finished_run, "tables.py") == TABLE_RULES
+
+
+def test_editing_the_voc_reader_reruns_every_rule_that_reads_voc(finished_run):
+    # Everything but the dataset synthesis and the COCO index (which never read VOC through
+    # data/voc.py); the CRF and scoring steps included, which the hand-kept lists missed.
+    assert edited_rules(finished_run, "data/voc.py") == ALL_RULES - {"synthesize", "coco_index"}
+
+
+def test_editing_the_label_space_reruns_everything(finished_run):
+    # classes.py (VOC labels, palette) is read by the dataset synthesis itself.
+    assert edited_rules(finished_run, "classes.py") == ALL_RULES
+
+
+def test_editing_a_stage1_key_reruns_stages_1_to_3(finished_run):
+    rules = rules_with_config(finished_run, lambda c: c["stage1"].update(lr=0.02))
+    assert rules == ALL_RULES - {"synthesize", "build_train_aug", "box_masks", "pretrain_backbone", "coco_index",
+                                 "box_fill_baseline"}
+
+
+def test_editing_a_stage3_training_key_reruns_stage3_only(finished_run):
+    assert rules_with_config(finished_run, lambda c: c["stage3"].update(temperature=10)) == STAGE3
+
+
+def test_editing_a_stage3_evaluation_key_reruns_prediction_on(finished_run):
+    rules = rules_with_config(finished_run, lambda c: c["stage3"].update(eval_flip=False))
+    assert rules == STAGE3 - {"train_segmenter", "training_curve"}
+
+
+def test_editing_a_crf_parameter_reruns_the_crf_step_on(finished_run):
+    rules = rules_with_config(finished_run, lambda c: c["stage3"]["arch"]["v2"].update(crf=[4, 60, 3, 3, 1]))
+    assert rules == {"crf_segmenter", "eval_segmenter", "archive_test", "table", "report"}  # v2-nal's test archive

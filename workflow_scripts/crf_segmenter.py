@@ -6,7 +6,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    crf_split(logits_dir=Path(smk.input[0]), voc_root=Path(smk.params.voc_root), crf_params=smk.params.crf,
+    crf_split(logits_dir=Path(smk.input.logits[0]), voc_root=Path(smk.params.voc_root), crf_params=smk.params.crf,
               out_dir=Path(smk.output[0]))
 
 

@@ -7,7 +7,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    write_json(smk.output[0], evaluate_split(Path(smk.input[0]), Path(smk.params.voc_root)))
+    write_json(smk.output[0], evaluate_split(Path(smk.input.pred[0]), Path(smk.params.voc_root)))
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -1,14 +1,19 @@
-"""Entry point of rule table: one table of the report."""
+"""Entry point of rule table: one table of the report, as its spec in bana_core.tables says."""
 from pathlib import Path
 
+from bana_core.errors import BanaError
+from bana_core.experiments import Experiments
 from bana_core.io import read_json
-from bana_core.tables import build_table, write_table
+from bana_core.tables import build_table, table_inputs, write_table
 from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    evals = [read_json(p) for p in smk.input]
-    df = build_table(smk.wildcards.table, smk.params.table_keys, evals, smk.params.published)
+    name = smk.wildcards.table
+    files = table_inputs(name, Experiments(smk.params.experiments), smk.params.run_dir)
+    if sorted(map(str, files.values())) != sorted(smk.input):  # the rule's inputs come from the same spec
+        raise BanaError(f"table {name}: inputs {list(smk.input)} are not the spec's {list(files.values())}")
+    df = build_table(name, {key: read_json(path) for key, path in files.items()}, smk.params.published)
     write_table(df, Path(smk.output.csv).with_suffix(""), title=smk.params.title)
 
 

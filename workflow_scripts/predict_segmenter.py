@@ -10,7 +10,7 @@ from bana_core.workflow_utils import run_script
 def main(smk):
     layout = VocLayout(smk.params.voc_root)
     ids = read_split(layout.split_path(smk.wildcards.segsplit), check_dir=layout.jpeg_dir)
-    predict_split(model_path=Path(smk.input.model[0]), voc_root=Path(smk.params.voc_root), image_ids=ids,
+    predict_split(model_path=Path(smk.input.model), voc_root=Path(smk.params.voc_root), image_ids=ids,
                   out_dir=Path(smk.output[0]), scales=smk.params.scales, flip=smk.params.flip,
                   device=resolve_device(smk.params.device))
 

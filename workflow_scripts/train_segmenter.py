@@ -12,7 +12,7 @@ def main(smk):
     stage3 = smk.params.stage3
     pretrained = smk.input.pretrained[0] if smk.input.pretrained else stage3["arch"][seg.arch].get("pretrained")
     train_segmenter(seg=seg, stage3=stage3, voc_root=Path(smk.params.voc_root), label_index=Path(smk.input.labels),
-                    pretrained=pretrained, out=Path(smk.output[0]), work_dir=Path(smk.params.work_dir),
+                    pretrained=pretrained, out=Path(smk.output.model), work_dir=Path(smk.params.work_dir),
                     device=resolve_device(smk.params.device), seed=smk.params.seed)
 
 

@@ -6,7 +6,7 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    training_curve(Path(smk.params.log_csv), Path(smk.output[0]), title=smk.wildcards.model)
+    training_curve(Path(smk.input[0]), Path(smk.output[0]), title=smk.wildcards.model)
 
 
 run_script(snakemake, main)  # noqa: F821
