@@ -32,8 +32,9 @@ from ...classes import COCO_CATEGORIES
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS, ClassSpec
 from .dataset import synthesize
 from .pretrain import make_pretrain_set, render_pretrain_image
-from .scenes import Scene, render_scene
+from .scenes import TRAITS, Scene, World, render_scene
+from .textures import CONTEXT_FAMILIES, FAMILIES
 from .writers import mask_to_polygons
 
-__all__ = ["CLASS_SPECS", "COCO_CATEGORIES", "ClassSpec", "Scene", "UNSEEN_SPECS", "VOC_SPECS",
-           "make_pretrain_set", "mask_to_polygons", "render_pretrain_image", "render_scene", "synthesize"]
+__all__ = ["CLASS_SPECS", "COCO_CATEGORIES", "CONTEXT_FAMILIES", "ClassSpec", "FAMILIES", "Scene", "TRAITS",
+           "UNSEEN_SPECS", "VOC_SPECS", "World", "make_pretrain_set", "mask_to_polygons", "render_pretrain_image", "render_scene", "synthesize"]

@@ -11,6 +11,7 @@ from .shapes import (
     _diningtable, _dog, _donut, _giraffe, _horse, _kite, _motorbike, _person, _pottedplant, _sheep,
     _sofa, _train, _tvmonitor, _umbrella,
 )
+from .textures import CONTEXT_FAMILIES
 
 @dataclass(frozen=True)
 class ClassSpec:
@@ -32,6 +33,11 @@ class ClassSpec:
     hue_jitter: float = 12.0
     rotate: float = 8.0             # max rotation, degrees
     weight: float = 1.0             # relative frequency in scenes
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        """The background families this class is usually seen in (see CLASS_CONTEXT)."""
+        return CLASS_CONTEXT[self.name]
 
     @property
     def voc_index(self) -> int:
@@ -79,3 +85,17 @@ VOC_SPECS = tuple(s for s in CLASS_SPECS if s.voc_index)
 UNSEEN_SPECS = tuple(s for s in CLASS_SPECS if not s.voc_index)
 assert [s.voc_index for s in VOC_SPECS] == list(range(1, 21))
 assert all(COCO_ID_TO_NAME[s.coco_id] == s.name for s in UNSEEN_SPECS)
+
+# The settings each class is photographed in (textures.CONTEXT_FAMILIES): with probability
+# World.context a scene's background is one of its main object's families, drawn uniformly.
+CLASS_CONTEXT: dict[str, tuple[str, ...]] = {
+    "aeroplane": ("sky",), "bicycle": ("road",), "bird": ("sky", "grass", "water"), "boat": ("water",),
+    "bottle": ("indoor",), "bus": ("road",), "car": ("road",), "cat": ("indoor",), "chair": ("indoor",),
+    "cow": ("grass",), "diningtable": ("indoor",), "dog": ("grass", "indoor"), "horse": ("grass",),
+    "motorbike": ("road",), "person": ("indoor", "road", "grass"), "pottedplant": ("indoor",),
+    "sheep": ("grass",), "sofa": ("indoor",), "train": ("rail",), "tvmonitor": ("indoor",),
+    "giraffe": ("grass",), "kite": ("sky",), "clock": ("indoor",), "umbrella": ("road", "water"),
+    "banana": ("indoor",), "donut": ("indoor",),
+}
+assert set(CLASS_CONTEXT) == {s.name for s in CLASS_SPECS}
+assert all(set(f) <= set(CONTEXT_FAMILIES) for f in CLASS_CONTEXT.values())

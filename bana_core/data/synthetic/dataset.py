@@ -7,7 +7,7 @@ import math
 import multiprocessing
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +18,8 @@ from scipy import ndimage
 from ...classes import COCO_CATEGORIES, COCO_ID_TO_NAME
 from ...io import atomic_dir, save_label_png, write_json
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS
-from .scenes import _boxes, _image_size, render_scene
+from .scenes import TRAITS, World, _boxes, _image_size, render_scene
+from .textures import FAMILIES
 from .writers import _coco_annotation, _save_jpeg, _voc_xml, _write_sbd
 # ---------------------------------------------------------------------------------------------
 # Per-image jobs
@@ -39,11 +40,15 @@ class _Task:
     coco_id: int = 0
 
 
-def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int) -> dict:
+def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int, world: World) -> dict:
     rng = np.random.default_rng(np.random.SeedSequence([seed, task.index]))
     coco = task.split == "coco"
     wh = _image_size(rng, size)
-    scene = render_scene(rng, wh, coco=coco, forced=task.forced, crowd=task.crowd)
+    scene = render_scene(rng, wh, coco=coco, forced=task.forced, crowd=task.crowd, world=world)
+    # What the world drew, for the summary's rates (crowd members are not single objects).
+    world_record = {"background": scene.background,
+                    "in_context": scene.background in CLASS_SPECS[scene.specs[scene.main]].context,
+                    "traits": [list(t) for t, g in zip(scene.traits, scene.groups, strict=True) if g < 0]}
     n = len(scene.specs)
     boxes = _boxes(scene.instances, n)
     if coco:
@@ -60,7 +65,7 @@ def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int) -> di
                  "license": 1}
         return {"split": "coco", "image": image, "annotations": anns, "gray": task.gray,
                 "classes": [COCO_ID_TO_NAME[CLASS_SPECS[s].coco_id] for s, g in zip(scene.specs, scene.groups, strict=True)
-                            if g < 0]}
+                            if g < 0], "world": world_record}
 
     voc = out / "VOCdevkit" / "VOC2012"
     _save_jpeg(voc / "JPEGImages" / f"{task.image_id}.jpg", scene.image)
@@ -91,7 +96,8 @@ def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int) -> di
         ds = out / "benchmark_RELEASE" / "dataset"
         (ds / "img" / f"{task.image_id}.jpg").write_bytes((voc / "JPEGImages" / f"{task.image_id}.jpg").read_bytes())
         _write_sbd(ds, task.image_id, cls, scene.instances, [int(x) for x in lut[1:]])
-    return {"split": task.split, "id": task.image_id, "classes": [o["name"] for o in objects], "labels": labels}
+    return {"split": task.split, "id": task.image_id, "classes": [o["name"] for o in objects], "labels": labels,
+            "world": world_record}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,10 +158,11 @@ def _write_list(path: Path, ids) -> None:
 
 def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train: int = 300, n_val: int = 100,
                n_test: int = 100, n_sbd_only: int = 200, n_coco: int = 200, seed: int = 0, workers: int = 1,
-               progress: bool = True) -> dict:
+               world: World | None = None, progress: bool = True) -> dict:
     """Write the synthetic VOC 2012 + SBD + COCO miniature under ``root`` (replacing it whole).
 
-    ``image_size`` is (W, H) before per-image jitter. Returns the summary also written to
+    ``image_size`` is (W, H) before per-image jitter; ``world`` sets the rates of context,
+    camouflage, soft edges, holes and thin parts (None: ``World()``, the demo's). Returns the summary also written to
     ``<root>/synthetic_summary.json``. The output is byte-identical for a given seed, whatever
     ``workers``.
     """
@@ -166,6 +173,7 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
     counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "n_sbd_only": n_sbd_only, "n_coco": n_coco}
     if any(n < 0 for n in counts.values()):
         raise ValueError(f"image counts must be >= 0, got {counts}")
+    world = World() if world is None else world
     tasks = _plan(n_train, n_val, n_test, n_sbd_only, n_coco, seed)
     with atomic_dir(root) as tmp:
         voc, ds, coco = tmp / "VOCdevkit" / "VOC2012", tmp / "benchmark_RELEASE" / "dataset", tmp / "coco"
@@ -173,7 +181,7 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
                   voc / "ImageSets" / "Segmentation", ds / "img", ds / "cls", ds / "inst",
                   coco / "train2017", coco / "annotations"):
             d.mkdir(parents=True, exist_ok=True)
-        job = partial(_run_task, out=tmp, size=size, seed=seed)
+        job = partial(_run_task, out=tmp, size=size, seed=seed, world=world)
         records = list(_imap(job, tasks, workers, progress, "synthesize"))
 
         by_split: dict[str, list[dict]] = {}
@@ -218,9 +226,25 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
                                 for s, rs in sorted(by_split.items())},
             "labels_in_val": sorted({lab for r in by_split.get("val", []) for lab in r["labels"]}),
             "unseen_classes": [s.name for s in UNSEEN_SPECS],
+            "world": {"settings": asdict(world),
+                      "voc": _world_rates([r for r in records if r["split"] != "coco"]),
+                      "coco": _world_rates(coco_records)},
         }
         write_json(tmp / "synthetic_summary.json", summary)
     return summary
+
+
+def _world_rates(records: list[dict]) -> dict:
+    """What the world drew: background families, the share of scenes in their main object's
+    context, and the share of (non-crowd) objects with each trait."""
+    traits = [t for r in records for t in r["world"]["traits"]]
+    return {
+        "images": len(records),
+        "in_context": round(float(np.mean([r["world"]["in_context"] for r in records])), 3) if records else None,
+        "backgrounds": {f: n for f in FAMILIES if (n := sum(r["world"]["background"] == f for r in records))},
+        "objects": len(traits),
+        "traits": {t: round(float(np.mean([t in x for x in traits])), 3) if traits else None for t in TRAITS},
+    }
 
 
 def _imap(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> Iterator:

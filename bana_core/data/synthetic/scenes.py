@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from ...classes import VOC_CLASS_TO_INDEX
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS
-from .textures import _background, _fourier_noise, _hsv, _pattern
+from .shapes import _cap
+from .textures import FAMILIES, _fourier_noise, _hsv, _pattern, render_background
+
+
+@dataclass(frozen=True)
+class World:
+    """The phenomena of the synthetic world, each the probability of a seeded draw.
+
+    ``context``: a scene's background is one of its main (largest visible) object's preferred
+    families (ClassSpec.context), else a family drawn uniformly from all of them. Per object:
+    ``camouflage``: it takes most of its colours and texture from what lies around it;
+    ``soft_edges``: its boundary is blurred and it may cast a soft shadow; ``holes``: 1-2
+    see-through holes; ``thin_parts``: 1-3 protrusions 1-2 px wide (poles, antennae, strings).
+    Labels stay hard and exact: these change what the image shows, never what is annotated.
+    The defaults are the demo's (config/schema.yaml gives the same, a test checks it).
+    """
+
+    context: float = 0.8
+    camouflage: float = 0.2
+    soft_edges: float = 0.4
+    holes: float = 0.1
+    thin_parts: float = 0.2
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"World.{name} is a probability, got {value}")
+
+
+TRAITS = ("camouflage", "soft_edges", "holes", "thin_parts")
+
 
 @dataclass
 class _Placed:
@@ -21,11 +51,16 @@ class _Placed:
     v: np.ndarray
     mask: np.ndarray          # bool, window-sized (before occlusion)
     group: int = -1           # >= 0: member of a crowd region
+    traits: tuple[str, ...] = ()
 
 
 def _place(rng: np.random.Generator, spec_index: int, h: int, w: int, *, area: float,
-           centre: tuple[float, float] | None = None) -> _Placed | None:
-    """Rasterise one object of the given box-area fraction (None if it falls outside the image)."""
+           centre: tuple[float, float] | None = None, world: World | None = None) -> _Placed | None:
+    """Rasterise one object of the given box-area fraction (None if it falls outside the image).
+
+    With a ``world``, the object may get holes and thin parts (drawn after its shape, so the
+    draws before them, and ``world=None``'s output, do not depend on the world).
+    """
     spec = CLASS_SPECS[spec_index]
     a = rng.uniform(*spec.aspect)
     half = math.sqrt(area * w * h / (4 * a))
@@ -55,11 +90,60 @@ def _place(rng: np.random.Generator, spec_index: int, h: int, w: int, *, area: f
     mask = spec.shape(u, v, a, jitter) & (np.abs(u) <= a) & (np.abs(v) <= 1.0)
     if not mask.any():
         return None
-    return _Placed(spec_index, slice(y0, y1), slice(x0, x1), u, v, mask)
+    traits: list[str] = []
+    if world is not None:
+        if rng.random() < world.holes and _cut_holes(rng, mask, half):
+            traits.append("holes")
+        if rng.random() < world.thin_parts:
+            _add_thin_parts(rng, mask, dx, dy)
+            traits.append("thin_parts")
+    return _Placed(spec_index, slice(y0, y1), slice(x0, x1), u, v, mask, traits=tuple(traits))
 
 
-def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.ndarray) -> None:
-    """Colour an object's visible pixels (class colours + pattern + shading) into img."""
+def _cut_holes(rng: np.random.Generator, mask: np.ndarray, half: float) -> bool:
+    """Cut 1-2 elliptical holes, each enclosed by the object (in place). False if none fits."""
+    yy, xx = np.indices(mask.shape)
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # px to the nearest non-object px
+    cut = False
+    for _ in range(1 + int(rng.random() < 0.4)):
+        r = rng.uniform(0.12, 0.3) * half
+        ry = r * rng.uniform(0.7, 1.3)
+        inner = np.flatnonzero(depth >= max(r, ry) + 1.5)  # leaves a rim of object around the hole
+        if r < 1.0 or inner.size == 0:
+            continue
+        cy, cx = np.unravel_index(inner[rng.integers(inner.size)], mask.shape)
+        mask &= ((yy - cy) / ry) ** 2 + ((xx - cx) / r) ** 2 > 1.0
+        cut = True
+    return cut
+
+
+def _add_thin_parts(rng: np.random.Generator, mask: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> None:
+    """Add 1-3 straight parts 1-2 px wide (in place): struts between two points of the object
+    (spokes, rigging, leashes), or short spikes leaving it outwards (antennae, masts, poles)."""
+    ys, xs = np.nonzero(mask)
+    px_all, py_all = dx[ys, xs], dy[ys, xs]
+    centre_x, centre_y = px_all.mean(), py_all.mean()
+    half_extent = max(np.ptp(px_all), np.ptp(py_all), 4.0) / 2
+    for _ in range(int(rng.integers(1, 4))):
+        i, j = rng.integers(ys.size, size=2)
+        px, py = px_all[i], py_all[i]
+        if rng.random() < 0.5:
+            ex, ey = px_all[j], py_all[j]
+        else:
+            angle = math.atan2(py - centre_y, px - centre_x) + rng.uniform(-0.6, 0.6)
+            length = rng.uniform(0.2, 0.5) * half_extent
+            ex, ey = px + length * math.cos(angle), py + length * math.sin(angle)
+        mask |= _cap(dx, dy, px, py, ex, ey, rng.uniform(0.5, 0.85))
+
+
+def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.ndarray, *,
+           camouflage: bool = False, soft: bool = False) -> None:
+    """Colour an object's visible pixels (class colours + pattern + shading) into img.
+
+    ``camouflage``: the colour is mostly the canvas a few pixels away (same colours and texture
+    as the surroundings, so the outline barely shows). ``soft``: the object is blended in through
+    a blurred copy of its mask, after darkening the canvas with a blurred, offset shadow.
+    """
     spec = CLASS_SPECS[obj.spec]
     hue = spec.hue + rng.uniform(-spec.hue_jitter, spec.hue_jitter)
     sat = spec.sat + rng.uniform(-0.12, 0.12)
@@ -71,8 +155,28 @@ def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.
     light = rng.uniform(0, 2 * np.pi)
     shade = 1.0 + 0.15 * (np.cos(light) * obj.u + np.sin(light) * obj.v) / (1 + np.abs(obj.u).max())
     colour = colour * shade[..., None] + 6 * _fourier_noise(rng, obj.u, obj.v, 0.4)[..., None]
+    h, w = img.shape[:2]
+    if camouflage:
+        oy, ox = rng.integers(3, 9, 2) * rng.choice([-1, 1], 2)
+        rows = np.clip(np.arange(obj.ys.start, obj.ys.stop) + oy, 0, h - 1)
+        cols = np.clip(np.arange(obj.xs.start, obj.xs.stop) + ox, 0, w - 1)
+        mix = rng.uniform(0.6, 0.85)
+        colour = (1 - mix) * colour + mix * img[rows[:, None], cols[None, :]]
+    if not soft:
+        window = img[obj.ys, obj.xs]
+        window[visible] = colour[visible]
+        return
+    sigma = rng.uniform(0.7, 1.8)
+    if rng.random() < 0.6:  # a soft shadow, offset down and sideways
+        full = np.zeros((h, w))
+        full[obj.ys, obj.xs] = obj.mask
+        oy, ox = int(rng.integers(1, 5)), int(rng.integers(-4, 5))
+        shadow = np.zeros((h, w))
+        shadow[oy:, max(ox, 0):w + min(ox, 0)] = full[:h - oy, max(-ox, 0):w - max(ox, 0)]
+        img *= 1.0 - rng.uniform(0.3, 0.55) * ndimage.gaussian_filter(shadow, 1.5 * sigma)[..., None]
+    alpha = ndimage.gaussian_filter(obj.mask.astype(np.float64), sigma, mode="nearest")[..., None]
     window = img[obj.ys, obj.xs]
-    window[visible] = colour[visible]
+    window += alpha * (colour - window)
 
 
 @dataclass
@@ -83,6 +187,9 @@ class Scene:
     instances: np.ndarray     # H x W int32: 0 background, k + 1 = instances[k]
     specs: list[int]          # CLASS_SPECS index per instance
     groups: list[int]         # crowd group per instance (-1 = an individual object)
+    background: str = ""      # background family (textures.FAMILIES)
+    main: int = 0             # the instance (index k) whose class set the context: the largest
+    traits: list[tuple[str, ...]] = field(default_factory=list)  # per instance, a subset of TRAITS
 
 
 def _occlusion(objs: list[_Placed], h: int, w: int) -> np.ndarray:
@@ -93,14 +200,14 @@ def _occlusion(objs: list[_Placed], h: int, w: int) -> np.ndarray:
 
 
 def _compose(rng: np.random.Generator, h: int, w: int, wanted: list[tuple[int, float, int]],
-             crowd_centre: tuple[float, float] | None, forced: int | None) -> Scene | None:
+             crowd_centre: tuple[float, float] | None, forced: int | None, world: World) -> Scene | None:
     """Place, occlude, drop barely visible objects, paint. None if the forced class got lost."""
     objs: list[_Placed] = []
     for spec_index, area, group in wanted:
         centre = None
         if group >= 0 and crowd_centre is not None:
             centre = (crowd_centre[0] + rng.normal(0, 0.08 * w), crowd_centre[1] + rng.normal(0, 0.05 * h))
-        o = _place(rng, spec_index, h, w, area=area, centre=centre)
+        o = _place(rng, spec_index, h, w, area=area, centre=centre, world=world)
         if o is not None:
             o.group = group
             objs.append(o)
@@ -118,12 +225,20 @@ def _compose(rng: np.random.Generator, h: int, w: int, wanted: list[tuple[int, f
     inst = _occlusion(objs, h, w)
     if not objs or (forced is not None and forced not in [o.spec for o in objs]):
         return None
-    img = _background(rng, h, w)
+    main = int(np.argmax(np.bincount(inst.ravel(), minlength=len(objs) + 1)[1:]))
+    if rng.random() < world.context:
+        family = str(rng.choice(list(CLASS_SPECS[objs[main].spec].context)))
+    else:
+        family = str(rng.choice(list(FAMILIES)))
+    img = render_background(rng, h, w, family)
+    traits = []
     for k, o in enumerate(objs):
-        _paint(rng, img, o, inst[o.ys, o.xs] == k + 1)
+        camouflage, soft = rng.random() < world.camouflage, rng.random() < world.soft_edges
+        _paint(rng, img, o, inst[o.ys, o.xs] == k + 1, camouflage=camouflage, soft=soft)
+        traits.append(o.traits + ("camouflage",) * camouflage + ("soft_edges",) * soft)
     img = img + rng.normal(0, 3.0, img.shape)  # sensor noise
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return Scene(image, inst, [o.spec for o in objs], [o.group for o in objs])
+    return Scene(image, inst, [o.spec for o in objs], [o.group for o in objs], family, main, traits)
 
 
 _VOC_WEIGHTS = np.array([s.weight for s in VOC_SPECS]) / sum(s.weight for s in VOC_SPECS)
@@ -131,12 +246,14 @@ _N_OBJECTS_P = np.array([0.38, 0.3, 0.2, 0.12])  # 1..4 objects before occlusion
 
 
 def render_scene(rng: np.random.Generator, size: tuple[int, int], *, coco: bool = False,
-                 forced: int | None = None, crowd: bool = False) -> Scene:
+                 forced: int | None = None, crowd: bool = False, world: World | None = None) -> Scene:
     """Render one scene of size (W, H): 1-4 objects (VOC classes, plus unseen ones when coco).
 
     ``forced`` (a CLASS_SPECS index) must occur; ``crowd`` adds a cluster of small objects of
-    one class that COCO annotates as a single iscrowd region.
+    one class that COCO annotates as a single iscrowd region. ``world``: the phenomena and their
+    rates (None: the demo's, ``World()``).
     """
+    world = World() if world is None else world
     w, h = size
     for _attempt in range(50):
         n = 1 + int(rng.choice(4, p=_N_OBJECTS_P))
@@ -159,7 +276,7 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int], *, coco: bool 
                                  + [CLASS_SPECS.index(s) for s in UNSEEN_SPECS if s.name in ("banana", "kite")]))
             centre = (rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h)
             wanted = wanted[:2] + [(cls, rng.uniform(0.006, 0.02), 0) for _ in range(int(rng.integers(4, 8)))]
-        scene = _compose(rng, h, w, wanted, centre, forced)
+        scene = _compose(rng, h, w, wanted, centre, forced, world)
         if scene is not None and (not crowd or 0 in scene.groups):
             return scene
     raise RuntimeError("could not compose a scene (image too small?)")  # pragma: no cover
