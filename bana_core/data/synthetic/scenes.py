@@ -133,7 +133,7 @@ def _add_thin_parts(rng: np.random.Generator, mask: np.ndarray, dx: np.ndarray, 
             angle = math.atan2(py - centre_y, px - centre_x) + rng.uniform(-0.6, 0.6)
             length = rng.uniform(0.2, 0.5) * half_extent
             ex, ey = px + length * math.cos(angle), py + length * math.sin(angle)
-        mask |= _cap(dx, dy, px, py, ex, ey, rng.uniform(0.5, 0.85))
+        mask |= _cap(dx, dy, px, py, ex, ey, rng.uniform(0.6, 0.9))  # >= 0.6: 8-connected at any angle
 
 
 def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.ndarray, *,
