@@ -197,3 +197,20 @@ def test_summary_reports_the_draws(tmp_path):
     assert w["voc"]["in_context"] == 1.0 and sum(w["voc"]["backgrounds"].values()) == 30
     assert set(w["voc"]["backgrounds"]) <= set(CONTEXT_FAMILIES)
     assert w["voc"]["traits"] == {"camouflage": 0.0, "soft_edges": 1.0, "holes": 0.0, "thin_parts": 0.0}
+
+
+def test_calibration_statistics(tmp_path, capsys):
+    from bana_core.data.synthetic.calibrate import main
+
+    settings = {"image_size": [64, 48], "n_train": 4, "n_val": 20, "n_test": 1, "n_sbd_only": 0, "n_coco": 1,
+                "seed": 0, "holes": 0.0}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"dataset": {"synthetic": settings}}))
+    main([str(tmp_path / "c.yaml"), "--seeds", "0,1"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["seed"] for x in lines] == [0, 1]
+    for x in lines:
+        assert 30 < x["box_fill_val"] < 90
+        assert x["labels_in_val"] == 21  # the first 20 val images cycle through the classes
+        assert 1.0 <= x["objects_per_image_val"] <= 4.0 and 1.0 <= x["objects_per_image_voc"] <= 4.0
+        assert x["world"]["images"] == 25 and x["world"]["traits"]["holes"] == 0.0
+    assert lines[0]["box_fill_val"] != lines[1]["box_fill_val"]
