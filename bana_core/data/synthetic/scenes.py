@@ -27,7 +27,8 @@ class World:
     families (ClassSpec.context), else a family drawn uniformly from all of them. Per object:
     ``camouflage``: it takes most of its colours and texture from what lies around it;
     ``soft_edges``: its boundary is blurred and it may cast a soft shadow; ``holes``: 1-2
-    see-through holes; ``thin_parts``: 1-3 protrusions 1-2 px wide (poles, antennae, strings).
+    see-through holes; ``thin_parts``: 1-3 parts 1-2 px wide, struts across the object
+    (spokes, rigging) or short spikes out of it (antennae, masts).
     Labels stay hard and exact: these change what the image shows, never what is annotated.
     The defaults are the demo's (config/schema.yaml gives the same, a test checks it).
     """
