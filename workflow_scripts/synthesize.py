@@ -1,7 +1,7 @@
 """Entry point of rule synthesize: the embedded demo dataset."""
 from pathlib import Path
 
-from bana_core.data.synthetic import synthesize
+from bana_core.data.synthetic import World, synthesize
 from bana_core.workflow_utils import run_script
 
 
@@ -12,6 +12,8 @@ def main(smk):
         image_size=tuple(s["image_size"]),
         n_train=s["n_train"], n_val=s["n_val"], n_test=s["n_test"],
         n_sbd_only=s["n_sbd_only"], n_coco=s["n_coco"], seed=s["seed"],
+        world=World(context=s["context"], camouflage=s["camouflage"], soft_edges=s["soft_edges"],
+                    holes=s["holes"], thin_parts=s["thin_parts"]),
         workers=smk.threads,
     )
 

@@ -1,0 +1,62 @@
+"""The world's method-independent statistics, against which it is calibrated (README, "The
+synthetic world"): the box-fill baseline on val, objects per image, labels present in val.
+
+    python -m bana_core.data.synthetic.calibrate config/config.yaml --seeds 0,1,2
+
+renders ``dataset.synthetic`` of the config once per seed (into a temporary folder) and prints
+one JSON line per seed. Nothing here looks at the method's results, by design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from ...config import load_yaml
+from ...evaluation import box_fill_miou
+from ..voc import read_split
+from .dataset import synthesize
+from .scenes import World
+
+_SIZES = ("image_size", "n_train", "n_val", "n_test", "n_sbd_only", "n_coco")
+
+
+def world_statistics(settings: dict, seed: int, workdir: Path) -> dict:
+    """Synthesize ``settings`` (a ``dataset.synthetic`` block) with ``seed`` under ``workdir``
+    and measure it: box-fill mIoU on val (percent), objects per image (val, and all VOC-layout
+    images), the labels present in val, and what the world drew (summary["world"]["voc"])."""
+    world = World(**{k: settings[k] for k in World.__dataclass_fields__ if k in settings})
+    sizes = {k: settings[k] for k in _SIZES}
+    sizes["image_size"] = tuple(sizes["image_size"])
+    root = Path(workdir) / f"seed{seed}"
+    summary = synthesize(root, seed=seed, world=world, progress=False, **sizes)
+    voc = root / "VOCdevkit" / "VOC2012"
+    box_fill = box_fill_miou(voc, read_split(voc / "ImageSets" / "Segmentation" / "val.txt"))
+    splits = [s for s in ("train", "val", "test", "sbd_only") if summary["counts"][s]]
+    n_images = sum(summary["counts"][s] for s in splits)
+    return {
+        "seed": seed,
+        "box_fill_val": round(100 * box_fill["miou"], 1),
+        "objects_per_image_val": summary["objects_per_image"]["val"],
+        "objects_per_image_voc": round(sum(summary["objects_per_image"][s] * summary["counts"][s]
+                                           for s in splits) / n_images, 3),
+        "labels_in_val": len(summary["labels_in_val"]),
+        "world": summary["world"]["voc"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="a config whose dataset.synthetic block is measured")
+    parser.add_argument("--seeds", default="0", help="comma-separated dataset seeds (default 0)")
+    args = parser.parse_args(argv)
+    settings = load_yaml(args.config)["dataset"]["synthetic"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            print(json.dumps(world_statistics(settings, seed, Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

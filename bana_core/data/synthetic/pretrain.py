@@ -1,0 +1,79 @@
+"""The pretraining set: labelled single-object images that play ImageNet's role in the demo."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from .dataset import _imap
+from .scenes import _image_mask, _paint, _place, _Placed
+from .textures import _background
+def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, *,
+                          clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """One pretraining image: an object of VOC class ``label`` (1..20) near the centre of a
+    random background, 10-60 % of the image in area.
+
+    With probability ``clutter`` the image also holds 1-2 smaller objects of other VOC classes
+    (each 15-60 % of the labelled object's area), painted behind it or, if the labelled object
+    keeps at least 60 % of its pixels, in front of it, as ImageNet's photos hold other things.
+
+    Returns (image uint8 [size, size, 3], visible mask of the labelled object, distractor count).
+    """
+    img = _background(rng, size, size)
+    obj = None
+    while obj is None:  # an object placed too far out is drawn again
+        centre = (size / 2 + rng.normal(0, 0.15 * size), size / 2 + rng.normal(0, 0.15 * size))
+        area = rng.uniform(0.1, 0.6)
+        obj = _place(rng, label - 1, size, size, area=area, centre=centre)
+    full = _image_mask(obj, size, size)
+    visible = full.copy()
+    front: list[_Placed] = []
+    n_distractors = 0
+    if clutter > 0 and rng.random() < clutter:
+        for _ in range(int(rng.integers(1, 3))):
+            other = int(rng.integers(19))
+            other += other >= label - 1  # any VOC class but the label's
+            d = _place(rng, other, size, size, area=area * rng.uniform(0.15, 0.6))
+            if d is None:
+                continue
+            n_distractors += 1
+            covered = _image_mask(d, size, size)
+            if rng.random() < 0.5 and (visible & ~covered).sum() >= 0.6 * full.sum():
+                front.append(d)
+                visible &= ~covered
+            else:
+                _paint(rng, img, d, d.mask)
+    _paint(rng, img, obj, obj.mask)
+    for d in front:
+        _paint(rng, img, d, d.mask)
+    img = img + rng.normal(0, 3.0, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), visible, n_distractors
+
+
+def _pretrain_image(task: tuple[int, int], size: int, seed: int, clutter: float) -> np.ndarray:
+    i, label = task
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, label, i]))
+    return render_pretrain_image(rng, label, size, clutter=clutter)[0]
+
+
+def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0, clutter: float = 0.0,
+                      workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled single-object images of the 20 VOC classes (ImageNet's role in the demo).
+
+    Object size (10-60 % of the image) and position vary, as ImageNet's do: features pretrained
+    on large centred objects only transferred worse to the scenes' 17-107 px objects (stage-1
+    val box accuracy 61 % against 69 %). ``clutter`` (see :func:`render_pretrain_image`) adds
+    other objects behind and in front: the scenes' boxes overlap, and features pretrained on
+    lone objects classified overlapping val boxes far worse than isolated ones.
+
+    Returns images uint8 [N, size, size, 3] and labels int64 [N] in 1..20, class by class. Each
+    image has its own seed, so ``workers`` (processes) cannot change a byte.
+    """
+    labels = np.repeat(np.arange(1, 21, dtype=np.int64), n_per_class)
+    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)  # filled as rendered: one copy
+    job = partial(_pretrain_image, size=size, seed=seed, clutter=clutter)
+    for i, image in enumerate(_imap(job, list(enumerate(labels.tolist())), workers, False, "pretrain set")):
+        images[i] = image
+    return images, labels
+
