@@ -98,7 +98,8 @@ def train_split(trainset: str) -> str:
 
 # The config keys that decide which experiments exist (Experiments reads only these).
 EXPERIMENT_KEYS = {"stage1": ("grid_size", "grid_sizes", "trainsets"), "stage2": ("grid_size", "gen_grid_sizes"),
-                   "stage3": ("fig3_lambdas", "fig3_damps"), "coco": ("enabled",)}
+                   "stage3": ("fig3_lambdas", "fig3_damps"), "coco": ("enabled",),
+                   "dataset": ("source", "voc_test_archive")}
 
 
 def experiment_settings(config: dict) -> dict:
@@ -120,6 +121,9 @@ class Experiments:
         self.lambdas = list(s3["fig3_lambdas"])
         self.damps = list(s3["fig3_damps"])
         self.coco = bool(config.get("coco", {}).get("enabled", False))
+        dataset = config.get("dataset", {})
+        # Real VOC 2012 test images need a login (dataset.voc_test_archive); synthetic data has its own.
+        self.test_images = dataset.get("source") == "synthetic" or bool(dataset.get("voc_test_archive"))
 
     # --- stage 1 -------------------------------------------------------------------------
     def classifier(self, pool: str, trainset: str = "aug", grid: int | None = None) -> str:

@@ -115,11 +115,13 @@ def pl_eval(label_set):
 
 def all_targets():
     """Every table of this config (bana_core.tables.TABLES), the claims and checks, the figures, a
-    training curve per segmenter the tables score, and the test-set archives of the NAL segmenters."""
+    training curve per segmenter the tables score, and the test-set archives of the NAL segmenters
+    when there are test images."""
     targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
     targets += [f"{TABLES}/stage1_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
                 f"{R}/figures/fig3_lambda_damp.png"]
     targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
-    targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
-                for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
+    if EXP.test_images:  # real VOC test images need dataset.voc_test_archive
+        targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
+                    for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets

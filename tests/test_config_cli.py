@@ -54,3 +54,15 @@ def test_without_configfile_the_demo_is_the_config(work):
 def test_the_paper_config_stands_on_its_own(work):
     out = snakemake(work, "-n", configfile="config/voc2012.yaml").stdout
     assert "train_segmenter" in out and "results/voc2012/" in out
+
+
+def test_the_paper_config_plans_test_set_jobs_only_with_the_test_archive(work):
+    # voc_test_archive: null as shipped (the test images need a login): no voc_test, no archive
+    out = snakemake(work, "-n", configfile="config/voc2012.yaml").stdout
+    assert "rule voc_test:" not in out and "rule archive_test:" not in out
+    assert "eval_test.json" not in out
+    paper = yaml.safe_load((work / "config" / "voc2012.yaml").read_text())
+    paper["dataset"]["voc_test_archive"] = "VOC2012test.tar"
+    (work / "paper_with_test.yaml").write_text(yaml.safe_dump(paper))
+    out = snakemake(work, "-n", configfile="paper_with_test.yaml").stdout
+    assert "rule voc_test:" in out and "rule archive_test:" in out

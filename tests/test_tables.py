@@ -13,6 +13,7 @@ import pytest
 from bana_core.config import load_yaml, validate_config
 from bana_core.experiments import Experiments
 from bana_core.tables import (
+    NO_TEST_IMAGES,
     TABLE_SPECS,
     TABLES,
     build_table,
@@ -31,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("miou_crf", "miou_ret", "miou_agree", "miou_raw", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 
 
-def paper_experiments() -> Experiments:
+def paper_experiments(test_archive: str | None = "VOC2012test.tar") -> Experiments:
+    """The paper config's experiments; with the test archive a user adds (shipped: null)."""
     config = validate_config(load_yaml(ROOT / "config" / "voc2012.yaml"), ROOT / "config" / "schema.yaml")
+    config["dataset"]["voc_test_archive"] = test_archive
     return Experiments(config)
 
 
@@ -201,6 +204,16 @@ def test_cells_of_fig3_lambda_damp():
 
 
 # -- the specs drive the workflow ------------------------------------------------------------------
+
+
+def test_table5_without_test_images_asks_for_the_archive():
+    exp = paper_experiments(test_archive=None)  # config/voc2012.yaml as shipped
+    assert not exp.test_images
+    keys = list(TABLE_SPECS["table5_segmentation"].needs(exp))
+    assert all(split == "val" for _, _, split in keys) and len(keys) == 6
+    df = TABLE_SPECS["table5_segmentation"].build(distinct_evals(keys))
+    assert df.loc["w/ NAL (test)"].tolist() == [NO_TEST_IMAGES, NO_TEST_IMAGES]
+    assert df.loc["w/ NAL (val)", "DeepLab-V2"] != NO_TEST_IMAGES
 
 
 def test_specs_name_their_inputs_under_the_run(tmp_path):
