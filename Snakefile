@@ -40,7 +40,7 @@ localrules:
     training_curve,
     table,
     box_fill_baseline,
-    stage1_checks,
+    health_checks,
     claims,
     fig3_heatmap,
     report,

@@ -118,7 +118,7 @@ def all_targets():
     training curve per segmenter the tables score, and the test-set archives of the NAL segmenters
     when there are test images."""
     targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
-    targets += [f"{TABLES}/stage1_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
+    targets += [f"{TABLES}/health_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
                 f"{R}/figures/fig3_lambda_damp.png"]
     targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
     if EXP.test_images:  # real VOC test images need dataset.voc_test_archive

@@ -126,7 +126,7 @@ def built(name: str):
 
 def test_every_table_has_a_cell_test():
     tested = {n[len("test_cells_of_"):] for n in globals() if n.startswith("test_cells_of_")}
-    assert tested == set(TABLE_SPECS) | {"stage1_checks"}
+    assert tested == set(TABLE_SPECS) | {"health_checks"}
 
 
 def test_cells_of_table3_pseudo_labels():
@@ -237,17 +237,35 @@ def test_needed_segmenters_are_those_the_tables_score():
     assert needed_segmenters(exp) == exp.segmenters()
 
 
-def test_cells_of_stage1_checks():
-    # Not a TableSpec (rule stage1_checks), but a table builder all the same: distinct values too.
-    from bana_core.tables import stage1_summary
+def test_cells_of_health_checks():
+    # Not a TableSpec (rule health_checks), but a table builder all the same: distinct values too.
+    from bana_core.tables import health_checks
 
-    accuracies = {"gap-g4-aug": {"box_accuracy": 0.811}, "bap-g4-aug": {"box_accuracy": 0.852},
+    accuracies = {"gap-g4-aug": {"box_accuracy": 0.811}, "bap-g4-aug": {"box_accuracy": 0.952},
                   "bap-g1-aug": {"box_accuracy": 0.833}}
-    df = stage1_summary(accuracies, {"miou": 0.587}, {"miou_crf": 0.921})
-    col = df["value (%)"]
-    assert col["classifier gap-g4-aug: val box accuracy"] == 81.1
-    assert col["classifier bap-g4-aug: val box accuracy"] == 85.2
-    assert col["classifier bap-g1-aug: val box accuracy"] == 83.3
-    assert col["box fill baseline: val mIoU"] == 58.7
-    assert col["BAP Ycrf: val mIoU"] == 92.1
-    assert col["BAP Ycrf margin over box fill"] == 33.4
+    segmenters = {("v1", "ce_crf"): {"miou_crf": 0.70}, ("v1", "ce_ret"): {"miou_crf": 0.52},
+                  ("v1", "nal"): {"miou_crf": 0.75}, ("v2", "ce_crf"): {"miou_crf": 0.80},
+                  ("v2", "ce_ret"): {"miou_crf": 0.55}, ("v2", "nal"): {"miou_crf": 0.62}}
+    df = health_checks(accuracies, {"miou": 0.587}, {"miou_crf": 0.80, "miou_ret": 0.60}, segmenters)
+    value, met = df["value"], df["met"]
+    assert value["classifier gap-g4-aug: val box accuracy (%)"] == 81.1
+    assert value["classifier bap-g4-aug: val box accuracy (%)"] == 95.2
+    assert value["classifier bap-g1-aug: val box accuracy (%)"] == 83.3
+    assert (met["classifier gap-g4-aug: val box accuracy (%)"], met["classifier bap-g4-aug: val box accuracy (%)"]) \
+        == ("no", "yes")
+    assert value["box fill baseline: val mIoU (%)"] == 58.7
+    assert value["BAP Ycrf: val mIoU (%)"] == 80.0
+    assert value["BAP Yret: val mIoU (%)"] == 60.0
+    assert value["BAP Ycrf margin over box fill (points)"] == 21.3
+    # fit ratio = segmenter / its own labels: Ycrf for ce_crf and NAL, Yret for ce_ret
+    assert value["v1-ce_crf: fit ratio (/ Ycrf 80.0)"] == 0.88
+    assert value["v1-ce_ret: fit ratio (/ Yret 60.0)"] == 0.87
+    assert value["v1-nal: fit ratio (/ Ycrf 80.0)"] == 0.94
+    assert value["v2-ce_crf: fit ratio (/ Ycrf 80.0)"] == 1.0
+    assert value["v2-ce_ret: fit ratio (/ Yret 60.0)"] == 0.92
+    assert value["v2-nal: fit ratio (/ Ycrf 80.0)"] == 0.78
+    assert df.loc["v1-ce_crf: fit ratio (/ Ycrf 80.0)", "target"] == 0.80
+    assert df.loc["v2-nal: fit ratio (/ Ycrf 80.0)", "target"] == 0.85
+    assert met["v2-nal: fit ratio (/ Ycrf 80.0)"] == "no" and met["v2-ce_ret: fit ratio (/ Yret 60.0)"] == "yes"
+    assert value["v2-ce_ret: val mIoU after CRF (%)"] == 55.0
+    assert met["box fill baseline: val mIoU (%)"] == ""

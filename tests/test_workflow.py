@@ -21,19 +21,19 @@ from workflow_env import copy_workflow, planned_rules, snakemake
 pytestmark = pytest.mark.slow
 
 TABLES = ["table3_pseudo_labels", "table4_voc_to_coco", "table5_segmentation", "table6_grid_size",
-          "table7_losses", "table8_bap_vs_gap", "table9_class_agnostic", "fig3_lambda_damp", "stage1_checks", "claims"]
+          "table7_losses", "table8_bap_vs_gap", "table9_class_agnostic", "fig3_lambda_damp", "health_checks", "claims"]
 
 # Every rule the tiny config runs (synthetic data: no download, no voc_test).
 ALL_RULES = {
     "synthesize", "build_train_aug", "box_masks", "pretrain_backbone", "train_classifier", "eval_classifier",
     "pseudo_labels_shard", "merge_pseudo_labels", "figure_pseudo_labels", "coco_index", "coco_pseudo_labels_shard",
     "coco_eval", "train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test",
-    "training_curve", "table", "box_fill_baseline", "stage1_checks", "fig3_heatmap", "report",
+    "training_curve", "table", "box_fill_baseline", "health_checks", "claims", "fig3_heatmap", "report",
 }
 # A segmenter retrained, and everything downstream of it.
 STAGE3 = {"train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test", "training_curve",
-          "table", "fig3_heatmap", "report"}
-TABLE_RULES = {"table", "stage1_checks", "fig3_heatmap", "report"}
+          "table", "health_checks", "claims", "fig3_heatmap", "report"}
+TABLE_RULES = {"table", "health_checks", "claims", "fig3_heatmap", "report"}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,11 @@ def test_every_table_is_built(finished_run):
     assert "mIoU (val) (report)" in t3.columns  # show_paper_results: true
     t5 = pd.read_csv(tables / "table5_segmentation.csv", index_col=0)
     assert t5.loc["w/ NAL (test)", "DeepLab-V1 (ours)"] != "submit"  # synthetic test has ground truth
+    health = pd.read_csv(tables / "health_checks.csv", index_col=0)
+    fits = health[health.index.str.contains("fit ratio")]
+    assert len(fits) == 6 and set(fits["target"]) == {0.8, 0.85}  # Table 5's six segmenters
+    v2_crf = health.loc["v2-ce_crf: val mIoU after CRF (%)", "value"]
+    assert v2_crf == pd.read_csv(tables / "table5_segmentation.csv", index_col=0).loc["w/ Ycrf (val)", "DeepLab-V2 (ours)"]
     claims = pd.read_csv(tables / "claims.csv", index_col=0)
     assert claims.loc["C1", ["paper", "[Re]"]].tolist() == [3.1, 3.3]  # published deltas, whatever show_paper_results
     assert (claims["n seeds"] == 1).all()
@@ -156,4 +161,5 @@ def test_editing_a_stage3_evaluation_key_reruns_prediction_on(finished_run):
 
 def test_editing_a_crf_parameter_reruns_the_crf_step_on(finished_run):
     rules = rules_with_config(finished_run, lambda c: c["stage3"]["arch"]["v2"].update(crf=[4, 60, 3, 3, 1]))
-    assert rules == {"crf_segmenter", "eval_segmenter", "archive_test", "table", "report"}  # v2-nal's test archive
+    assert rules == {"crf_segmenter", "eval_segmenter", "archive_test", "table", "health_checks", "claims",
+                     "report"}  # v2-nal's test archive; the fit ratios and claims read the tables
