@@ -14,8 +14,10 @@ from .experiments import Segmenter
 # the classifier's name, and grid_sizes / trainsets only choose which classifiers exist.
 STAGE1_TRAIN_KEYS = ("backbone", "roi_size", "min_bg_fraction", "crop_size", "batch_size", "iterations", "lr",
                      "momentum", "weight_decay", "lr_steps", "lr_gamma", "augment", "checkpoint_every")
-# bana_core.stage1.pretrain_backbone: the pretraining set and schedule, and the backbone's shape.
-PRETRAIN_KEYS = ("n_per_class", "image_size", "iterations", "batch_size", "lr", "clutter")
+# bana_core.data.synthetic.write_pretrain_set (rule pretrain_set: rendered once for both
+# backbones) and bana_core.stage1.pretrain_backbone (the schedule), and the backbone's shape.
+PRETRAIN_SET_KEYS = ("n_per_class", "image_size", "clutter")
+PRETRAIN_KEYS = ("iterations", "batch_size", "lr")
 PRETRAIN_BACKBONE_KEYS = {"vgg": ("width", "batch_norm"), "resnet": ("depth", "width")}
 # bana_core.stage3.train_segmenter, for every segmenter; lam and damp only when the segmenter
 # does not carry its own (the Fig. 3 grid), see bana_core.stage3.loss_params.
@@ -39,6 +41,10 @@ def pick(block: dict, keys) -> dict:
 
 def stage1_train(config: dict) -> dict:
     return pick(config["stage1"], STAGE1_TRAIN_KEYS)
+
+
+def pretrain_set(config: dict) -> dict:
+    return pick(config["pretrain"], PRETRAIN_SET_KEYS)
 
 
 def pretrain(config: dict) -> dict:

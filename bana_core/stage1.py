@@ -120,18 +120,17 @@ def box_accuracy(model: BoxClassifier, voc_root: Path, image_ids: list[str], dev
 
 # --- demo pretraining ------------------------------------------------------------------------
 
-def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, out: Path, work_dir: Path,
+def pretrain_backbone(*, net: str, cfg: dict, backbone_cfg: dict, images_path: Path, out: Path, work_dir: Path,
                       device: torch.device, seed: int, progress: bool = True) -> dict:
     """Supervised single-object classification on synthetic images: ImageNet's role in the demo.
 
+    ``images_path``: the pretraining set (:func:`bana_core.data.synthetic.write_pretrain_set`).
     Saves the backbone's state dict (loadable through `pretrained: <path>`).
     """
-    from .data.synthetic import make_pretrain_set
+    from .data.synthetic import read_pretrain_set
 
     torch.manual_seed(seed)
-    images, labels = make_pretrain_set(cfg["n_per_class"], cfg["image_size"], seed=seed,
-                                       clutter=cfg["clutter"],  # default: config/schema.yaml
-                                       workers=torch.get_num_threads())
+    images, labels = read_pretrain_set(images_path)  # rendered once for both nets (rule pretrain_set)
     n_val = max(len(images) // 10, 1)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

@@ -1,8 +1,35 @@
 # Stage 1: (demo) backbone pretraining, then the box classifiers with BAP / GAP.
 
 
+rule pretrain_set:
+    """Demo only: the labelled single-object images both pretrainings read, rendered once."""
+    output:
+        f"{R}/pretrain/images.npz",
+    params:
+        pretrain_set=lambda wc: settings.pretrain_set(config),
+        seed=config["seed"],
+        code=script_code("pretrain_set"),
+    # Both cores: it is on stage 1's critical path, and when it ends both cores are free, so the
+    # 2-thread VGG pretraining (priority 1) starts before the ResNet one instead of waiting for it.
+    threads: lambda wc: config["pretrain"]["threads"] or config["train_threads"]
+    priority: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/pretrain_set.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_set.tsv"
+    script:
+        "../workflow_scripts/pretrain_set.py"
+
+
 rule pretrain_backbone:
     """Demo only: single-object classification on synthetic images, ImageNet's role."""
+    input:
+        rules.pretrain_set.output,
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:

@@ -29,6 +29,7 @@ def test_a_new_key_in_a_block_changes_no_rule_settings(demo):
     assert settings.stage2_shard(edited) == settings.stage2_shard(demo)
     assert settings.coco_shard(edited) == settings.coco_shard(demo)
     assert settings.pretrain(edited) == settings.pretrain(demo)
+    assert settings.pretrain_set(edited) == settings.pretrain_set(demo)
     assert settings.pretrain_backbone(edited, "resnet") == settings.pretrain_backbone(demo, "resnet")
     assert settings.stage3_train(edited, seg) == settings.stage3_train(demo, seg)
 
@@ -66,5 +67,12 @@ def test_stage3_settings_of_one_segmenter(demo):
 
 def test_a_missing_key_is_named():
     with pytest.raises(KeyError, match="clutter"):
-        settings.pretrain({"pretrain": {"n_per_class": 1, "image_size": 32, "iterations": 1, "batch_size": 1,
-                                        "lr": 0.1}})
+        settings.pretrain_set({"pretrain": {"n_per_class": 1, "image_size": 32, "iterations": 1, "batch_size": 1,
+                                            "lr": 0.1}})
+
+
+def test_the_pretraining_set_and_schedule_are_apart(demo):
+    # Changing the schedule must not re-render the 24,000 images; the rendering keys are not
+    # the schedule's (both backbones read one rendered set).
+    assert set(settings.pretrain_set(demo)) == {"n_per_class", "image_size", "clutter"}
+    assert set(settings.pretrain(demo)) == {"iterations", "batch_size", "lr"}

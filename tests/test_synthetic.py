@@ -289,3 +289,19 @@ def test_mask_to_polygons_round_trip():
     assert np.array_equal(back, blob)
     ring = ((xx - 20) ** 2 + (yy - 15) ** 2 <= 100) & ((xx - 20) ** 2 + (yy - 15) ** 2 > 16)
     assert mask_to_polygons(ring) is None  # holes need RLE
+
+
+def test_pretraining_set_written_once_reads_back_identical(tmp_path):
+    from bana_core.data.synthetic import read_pretrain_set, write_pretrain_set
+    from bana_core.errors import DataError
+
+    path = tmp_path / "images.npz"
+    summary = write_pretrain_set(path, 3, 32, seed=4, clutter=0.5, workers=1)
+    images, labels = read_pretrain_set(path)
+    expected_images, expected_labels = make_pretrain_set(3, 32, seed=4, clutter=0.5)
+    assert summary == {"n_images": 60, "image_size": 32, "n_classes": 20}
+    assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
+    assert [p.name for p in tmp_path.iterdir()] == ["images.npz"]  # no temporary left
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(DataError, match="bad.npz"):
+        read_pretrain_set(tmp_path / "bad.npz")

@@ -10,6 +10,7 @@ from bana_core.workflow_utils import run_script
 def main(smk):
     work = Path(smk.params.work_dir)
     summary = pretrain_backbone(net=smk.wildcards.net, cfg=smk.params.pretrain, backbone_cfg=smk.params.backbone,
+                                images_path=Path(smk.input[0]),
                                 out=Path(smk.output[0]), work_dir=work, device=resolve_device(smk.params.device),
                                 seed=smk.params.seed)
     write_json(work / "summary.json", summary)

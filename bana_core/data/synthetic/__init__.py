@@ -40,11 +40,11 @@ world's method-independent statistics).
 from ...classes import COCO_CATEGORIES
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS, ClassSpec
 from .dataset import synthesize
-from .pretrain import make_pretrain_set, render_pretrain_image
+from .pretrain import make_pretrain_set, read_pretrain_set, render_pretrain_image, write_pretrain_set
 from .scenes import TRAITS, Scene, World, render_scene
 from .textures import CONTEXT_FAMILIES, FAMILIES
 from .writers import mask_to_polygons
 
 __all__ = ["CLASS_SPECS", "COCO_CATEGORIES", "CONTEXT_FAMILIES", "ClassSpec", "FAMILIES", "Scene", "TRAITS",
-           "UNSEEN_SPECS", "VOC_SPECS", "World", "make_pretrain_set", "mask_to_polygons", "render_pretrain_image",
+           "UNSEEN_SPECS", "VOC_SPECS", "World", "make_pretrain_set", "mask_to_polygons", "read_pretrain_set", "render_pretrain_image", "write_pretrain_set",
            "render_scene", "synthesize"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
+from ...io import atomic_path
 from .dataset import _imap
 from .scenes import _image_mask, _paint, _place, _Placed
 from .textures import _background
@@ -77,3 +80,25 @@ def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0, clutter: 
         images[i] = image
     return images, labels
 
+
+
+def write_pretrain_set(path: Path, n_per_class: int, size: int = 64, seed: int = 0, clutter: float = 0.0,
+                       workers: int = 1) -> dict:
+    """Render the pretraining set once into ``path`` (.npz: images, labels), for both backbones."""
+    images, labels = make_pretrain_set(n_per_class, size, seed=seed, clutter=clutter, workers=workers)
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels)  # uncompressed: it is read back twice, at once
+    return {"n_images": int(len(labels)), "image_size": size, "n_classes": int(labels.max())}
+
+
+def read_pretrain_set(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, S, S, 3], labels int64 [N] in 1..20) as written by :func:`write_pretrain_set`."""
+    try:
+        with np.load(Path(path)) as data:
+            images, labels = data["images"], data["labels"]
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(path, f"not a pretraining set ({e})") from None
+    if images.ndim != 4 or images.dtype != np.uint8 or labels.shape != images.shape[:1]:
+        raise DataError(path, f"pretraining set of unexpected shape: images {images.shape} {images.dtype}, "
+                              f"labels {labels.shape}")
+    return images, labels
