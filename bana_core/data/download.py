@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ..errors import ChecksumError, ConfigError, DataError, UnsafeArchiveError
+from ..io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
             with zipfile.ZipFile(archive) as zf:
                 infos = _validate_zip(archive, zf)
                 n_files = sum(not i.is_dir() for i in infos)
+                _check_not_empty(archive, n_files)
                 work = _make_work_dir(target)
                 try:
                     new = work / "new"
@@ -292,6 +294,7 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
             with tarfile.open(archive, "r:*") as tf:
                 members = _validate_tar(archive, tf)
                 n_files = sum(m.isfile() for m in members)
+                _check_not_empty(archive, n_files)
                 work = _make_work_dir(target)
                 try:
                     new = work / "new"
@@ -307,6 +310,12 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
         raise DataError(archive, f"corrupt or truncated archive ({e})") from None
     log.info("extracted %s into %s: %d files, top-level entries %s", archive, target, n_files, entries)
     return entries, n_files
+
+
+def _check_not_empty(archive: Path, n_files: int) -> None:
+    # An archive without files would "succeed" and leave a later rule to fail on missing data.
+    if n_files == 0:
+        raise DataError(archive, "archive holds no files")
 
 
 def _archive_kind(archive: Path) -> str:
@@ -325,6 +334,7 @@ def _archive_kind(archive: Path) -> str:
 
 def _make_work_dir(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target, "extract.")  # from an extraction that was killed
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", suffix=".part", dir=target.parent))
 
 
