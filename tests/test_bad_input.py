@@ -36,7 +36,7 @@ from bana_core.data.sbd import build_train_aug, read_sbd_cls
 from bana_core.data.voc import VocLayout, load_image, load_label, read_split, read_voc_xml, write_box_masks
 from bana_core.errors import ChecksumError, ConfigError, DataError, UnsafeArchiveError
 from bana_core.evaluation import box_fill_miou
-from bana_core.io import atomic_dir, atomic_path, is_temporary, save_label_png, write_text
+from bana_core.io import atomic_dir, atomic_path, is_temporary, save_label_png, temporary_path, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -726,10 +726,10 @@ def test_killed_write_leaves_no_output_and_its_temporary_goes_on_the_next_write(
     proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, kind, str(neighbour)], env=env)
     assert proc.returncode == -signal.SIGKILL
     assert not target.exists() and not neighbour.exists()
-    # The second killed write of target removed the first one's temporary; its own is left.
-    stale = sorted(p.name for p in target.parent.iterdir() if is_temporary(p))
-    assert len(stale) == 2
-    assert sum(n.startswith(f".{neighbour.name}.") for n in stale) == 1
+    # The second killed write of target replaced the first one's temporary; its own is left.
+    stale = sorted(p.name for p in target.parent.iterdir())
+    assert stale == sorted([temporary_path(target).name, temporary_path(neighbour).name])
+    assert all(is_temporary(target.parent / n) for n in stale)
     if kind == "file":
         write_text(target, "complete\n")
         assert target.read_text() == "complete\n"
@@ -737,8 +737,8 @@ def test_killed_write_leaves_no_output_and_its_temporary_goes_on_the_next_write(
         with atomic_dir(target) as tmp:
             (tmp / "part.png").write_text("complete")
         assert (target / "part.png").read_text() == "complete"
-    left = [p.name for p in target.parent.iterdir() if is_temporary(p)]
-    assert len(left) == 1 and left[0].startswith(f".{neighbour.name}.")  # another output's: not touched
+    left = sorted(p.name for p in target.parent.iterdir())
+    assert left == sorted([target.name, temporary_path(neighbour).name])  # another output's: not touched
 
 
 def test_temporaries_are_never_outputs(tmp_path):
@@ -760,7 +760,10 @@ def test_killed_extraction_work_folder_is_removed_by_the_next(tmp_path):
     archive = tmp_path / "voc.tar.gz"
     archive.write_bytes(tar_gz({"VOCdevkit/a": b"1"}))
     target = tmp_path / "data"
-    stale = tmp_path / ".data.extract.abcd_123.part"
+    stale = tmp_path / ".data.extract.voc.tar.gz.abcd_123.part"
     (stale / "new" / "VOCdevkit").mkdir(parents=True)
+    sibling = tmp_path / ".data.extract.sbd.tgz.abcd_123.part"  # SBD extracting into data/ at the same time
+    (sibling / "new").mkdir(parents=True)
     assert extract(archive, target, progress=False) == ["VOCdevkit"]
     assert not stale.exists() and (target / "VOCdevkit" / "a").read_bytes() == b"1"
+    assert sibling.is_dir()

@@ -280,7 +280,7 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
                 infos = _validate_zip(archive, zf)
                 n_files = sum(not i.is_dir() for i in infos)
                 _check_not_empty(archive, n_files)
-                work = _make_work_dir(target)
+                work = _make_work_dir(target, archive)
                 try:
                     new = work / "new"
                     new.mkdir()
@@ -295,7 +295,7 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
                 members = _validate_tar(archive, tf)
                 n_files = sum(m.isfile() for m in members)
                 _check_not_empty(archive, n_files)
-                work = _make_work_dir(target)
+                work = _make_work_dir(target, archive)
                 try:
                     new = work / "new"
                     new.mkdir()
@@ -332,10 +332,14 @@ def _archive_kind(archive: Path) -> str:
     raise DataError(archive, "not a .tar, .tar.gz/.tgz or .zip archive")
 
 
-def _make_work_dir(target: Path) -> Path:
+def _make_work_dir(target: Path, archive: Path) -> Path:
+    # Several archives extract into one target at once (VOC and SBD into data/<name>): each
+    # work folder is named after its archive, and only that archive's stale ones (from a
+    # killed extraction) are removed.
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target, "extract.")  # from an extraction that was killed
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", suffix=".part", dir=target.parent))
+    kind = f"extract.{archive.name}."
+    remove_stale_temporaries(target, kind)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}", suffix=".part", dir=target.parent))
 
 
 def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
