@@ -9,6 +9,7 @@ hidden ``.*.part`` temporary of an atomic write.
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import io
 import json
@@ -496,8 +497,9 @@ coco_case("RLE without counts", edit("annotations", 2, "segmentation", {"size": 
 
 
 def tar_gz(members: dict[str, bytes], *, link: tuple[str, str] | None = None) -> bytes:
+    """Deterministic bytes (gzip mtime 0), so a test can know an archive's MD5 in advance."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
