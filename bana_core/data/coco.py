@@ -104,7 +104,11 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # JSON ints are unbounded; math.isfinite would overflow on 10**400
+        return abs(value) <= _INT64_MAX
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class _Checker:
@@ -244,8 +248,12 @@ def _check_polygons(chk: _Checker, record: str, seg: list) -> bool:
         if not set(map(type, poly)) <= {int, float}:
             bad = next(v for v in poly if not _is_number(v))
             chk.fail(record, key, bad, "numbers (polygon coordinates)")
-        if not all(map(math.isfinite, poly)):
-            bad = next(v for v in poly if not math.isfinite(v))
+        try:
+            finite = all(map(math.isfinite, poly))  # C-speed pass; the slow one only on failure
+        except OverflowError:
+            finite = False
+        if not finite:
+            bad = next(v for v in poly if not _is_number(v))
             chk.fail(record, key, bad, "finite coordinates")
         usable = usable and len(poly) >= 6
     return usable
