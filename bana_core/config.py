@@ -178,6 +178,11 @@ def _cross_checks(config: dict) -> None:
             raise ConfigError(
                 "config key 'dataset.download' lacks " + ", ".join(missing) + " (url + md5 of each archive)"
             )
+        for name, spec in dl.items():
+            to = str(spec.get("extract_to", "."))
+            if to.startswith(("/", "\\", "~")) or ".." in re.split(r"[/\\]", to):
+                raise ConfigError(f"config key 'dataset.download.{name}.extract_to': {to!r} must be a folder "
+                                  "inside data/<dataset.name>/ (relative, without '..')")
     pretrain = config.get("pretrain", {})
     wants_pretrain = [
         key for key, value in [

@@ -134,6 +134,8 @@ config_case("dataset.download bad md5", "dataset.download.sbd.md5", "not-a-diges
             "'dataset.download.sbd.md5'", base=paper_config)
 config_case("dataset.download no url", "dataset.download.voc_trainval.url", _DELETE,
             "'dataset.download.voc_trainval'", "'url' is a required property", base=paper_config)
+config_case("dataset.download extract_to escapes", "dataset.download.coco_train.extract_to", "../../elsewhere",
+            "'dataset.download.coco_train.extract_to'", "'../../elsewhere'", base=paper_config)
 config_case("pretrain.clutter above 1", "pretrain.clutter", 1.5, "'pretrain.clutter'", "1.5")
 config_case("stage1.iterations missing", "stage1.iterations", _DELETE, "'stage1'",
             "'iterations' is a required property")
