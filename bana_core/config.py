@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -11,14 +13,49 @@ import yaml
 from .errors import ConfigError
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {line})", key_node.start_mark)
+            seen[key] = line
+        except TypeError:  # an unhashable key: PyYAML's own constructor says so
+            break
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def load_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path`` (empty file: {}); ConfigError naming the file otherwise."""
     try:
         with open(path) as f:
-            return yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable ({e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict:
+    """``validate_config`` of the YAML file ``path``; every error names the file and the key."""
+    return validate_config(load_yaml(path), schema_path, source=path)
 
 
 def _with_defaults(validator_class):
@@ -40,33 +77,85 @@ def _key_of(error: jsonschema.ValidationError) -> str:
     return path or "<top level>"
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
+def _is_integer(checker, instance) -> bool:
+    # JSON schema counts 2.0 as an integer; the code would then get a float where it needs
+    # an int (range(), tensor sizes), so a config integer must be written as one.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_TYPE_CHECKER = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
+
+
+def _non_finite(value, path: tuple = ()) -> list[tuple[tuple, float]]:
+    """(path, value) of every NaN / inf number in a nested config: NaN passes every JSON-schema
+    bound (it fails each comparison) and inf passes every lower one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, (*path, k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, (*path, i))]
+    return []
+
+
+def _number_hint(value) -> str:
+    """Why a number in the user's YAML arrived as a string, when it did."""
+    if not isinstance(value, str):
+        return ""
+    if re.fullmatch(r"\s*[-+]?[0-9]+[eE][-+]?[0-9]+\s*", value):
+        # PyYAML follows YAML 1.1: a float needs a dot before its exponent.
+        return f" (YAML reads {value} as text: write it with a dot, e.g. {value.lower().replace('e', '.0e', 1)})"
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (it is quoted, so YAML reads it as text)"
+
+
+def _message(e: jsonschema.ValidationError) -> str:
+    if e.validator == "additionalProperties":
+        # Name the unknown key itself, not just its parent.
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        parent = _key_of(e)
+        keys = ", ".join((f"{parent}.{k}" if e.absolute_path else k) for k in extra)
+        return f"unknown key {keys} (allowed: {', '.join(sorted(e.schema['properties']))})"
+    if e.validator == "required":
+        # Name the missing key itself ('stage1.iterations'), not its parent.
+        missing = [k for k in e.validator_value if k not in e.instance]
+        prefix = f"{_key_of(e)}." if e.absolute_path else ""
+        return "; ".join(f"config key '{prefix}{k}' is required but missing" for k in missing)
+    hint = _number_hint(e.instance) if e.validator == "type" else ""
+    return f"config key '{_key_of(e)}': {e.message}{hint}"
+
+
+def validate_config(config: dict, schema_path: str | Path, *, source: str | Path | None = None) -> dict:
     """Validate ``config`` against the schema, fill defaults, run cross-key checks.
 
-    Returns a new dict; raises ConfigError whose message names the offending key.
+    Returns a new dict; raises ConfigError whose message names the offending key (and
+    ``source``, the file the config came from, when given). Numbers must be finite.
     """
+    where = f" in {source}" if source is not None else ""
+    if not isinstance(config, dict):
+        raise ConfigError(f"invalid configuration{where}: the top level must be a mapping, "
+                          f"got a {type(config).__name__}")
     schema = load_yaml(schema_path)
     config = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for e in errors[:10]:
-            if e.validator == "additionalProperties":
-                # Name the unknown key itself, not just its parent.
-                extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-                parent = _key_of(e)
-                keys = ", ".join((f"{parent}.{k}" if e.absolute_path else k) for k in extra)
-                lines.append(f"  unknown key {keys} (allowed: {', '.join(sorted(e.schema['properties']))})")
-            elif e.validator == "required":
-                # Name the missing key itself ('stage1.iterations'), not its parent.
-                missing = [k for k in e.validator_value if k not in e.instance]
-                prefix = f"{_key_of(e)}." if e.absolute_path else ""
-                lines += [f"  config key '{prefix}{k}' is required but missing" for k in missing]
-            else:
-                lines.append(f"  config key '{_key_of(e)}': {e.message}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
-    _cross_checks(config)
+    validator_class = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPE_CHECKER)
+    validator = _with_defaults(validator_class)(schema)
+    problems = [(list(path), f"config key '{'.'.join(map(str, path)) or '<top level>'}': {v} is not a finite number")
+                for path, v in _non_finite(config)]
+    problems += [(list(e.absolute_path), _message(e)) for e in validator.iter_errors(config)
+                 if not (isinstance(e.instance, float) and not math.isfinite(e.instance))]
+    if problems:
+        problems.sort(key=lambda p: [str(k) for k in p[0]])
+        lines = [f"  {msg}" for _, msg in problems[:10]]
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines))
+    try:
+        _cross_checks(config)
+    except ConfigError as e:
+        if source is None:
+            raise
+        raise ConfigError(f"invalid configuration{where}: {e}") from None
     return _sorted(config)
 
 
@@ -94,6 +183,11 @@ def _cross_checks(config: dict) -> None:
             raise ConfigError(
                 "config key 'dataset.download' lacks " + ", ".join(missing) + " (url + md5 of each archive)"
             )
+        for name, spec in dl.items():
+            to = str(spec.get("extract_to", "."))
+            if to.startswith(("/", "\\", "~")) or ".." in re.split(r"[/\\]", to):
+                raise ConfigError(f"config key 'dataset.download.{name}.extract_to': {to!r} must be a folder "
+                                  "inside data/<dataset.name>/ (relative, without '..')")
     pretrain = config.get("pretrain", {})
     wants_pretrain = [
         key for key, value in [
@@ -115,3 +209,7 @@ def _cross_checks(config: dict) -> None:
     for step in config["stage1"]["lr_steps"]:
         if step >= config["stage1"]["iterations"]:
             raise ConfigError(f"config key 'stage1.lr_steps': step {step} is not below stage1.iterations")
+    for key in ("stage1", "stage3"):
+        scale = (config[key].get("augment") or {}).get("scale")
+        if scale and scale[0] > scale[1]:
+            raise ConfigError(f"config key '{key}.augment.scale': {scale} is not [low, high] (low > high)")

@@ -3,13 +3,15 @@ import sys
 from pathlib import Path
 
 from bana_core import experiments, settings, tables
-from bana_core.config import validate_config
+from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).
 CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
 try:
+    for _file in CONFIG_FILES:  # Snakemake's own reader keeps the last of a key given twice, silently
+        load_yaml(_file)
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
 except ConfigError as _err:
     sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")

@@ -88,7 +88,8 @@ def test_load_coco_boxes(tmp_path):
     assert coco.image_path(20) == img_dir / "000000000020.jpg"
     assert coco.image_size(10) == (40, 30)
     assert coco.summary == {"n_images_in_file": 4, "n_images_without_boxes": 2, "n_grayscale_dropped": 0,
-                            "n_images": 2, "n_crowd_annotations": 2, "n_degenerate_boxes": 2, "n_boxes": 5}
+                            "n_images": 2, "n_crowd_annotations": 2, "n_degenerate_boxes": 2, "n_short_polygons": 0,
+                            "n_boxes": 5, "skipped_annotation_ids": {"degenerate_boxes": [8, 13], "short_polygons": []}}
     with pytest.raises(KeyError):
         coco.boxes(99)
 
@@ -130,7 +131,7 @@ def test_load_coco_errors(tmp_path):
     with pytest.raises(DataError, match="annotation 1 refers to unknown image id 77"):
         load_coco(path, img_dir, drop_grayscale=False)
     path, img_dir = make_coco(tmp_path, annotations=[ann(k, 10, 1, [0, 0, 2]) for k in range(4)])
-    with pytest.raises(DataError, match="'bbox' is not four numbers"):
+    with pytest.raises(DataError, match=r"annotation 0 \(image 10\): 'bbox' is \[0, 0, 2\], expected four finite"):
         load_coco(path, img_dir, drop_grayscale=False)
 
 

@@ -66,3 +66,11 @@ def test_the_paper_config_plans_test_set_jobs_only_with_the_test_archive(work):
     (work / "paper_with_test.yaml").write_text(yaml.safe_dump(paper))
     out = snakemake(work, "-n", configfile="paper_with_test.yaml").stdout
     assert "rule voc_test:" in out and "rule archive_test:" in out
+
+
+def test_a_key_given_twice_in_the_configfile_is_refused(work):
+    text = (work / "tiny.yaml").read_text() + "\nseed: 3\n"  # tiny.yaml already sets seed
+    (work / "twice.yaml").write_text(text)
+    proc = snakemake(work, "-n", configfile="twice.yaml", check=False)
+    assert proc.returncode != 0
+    assert "twice.yaml" in proc.stderr + proc.stdout and "'seed' appears twice" in proc.stderr + proc.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,86 +82,279 @@ def _is_grayscale(path: Path) -> bool:
         raise DataError(path, f"unreadable COCO image ({type(e).__name__}: {e})") from None
 
 
-def _table(ann_path: Path, rows: list, keys: tuple[str, ...], what: str) -> dict[str, list]:
-    """Columns of a list of JSON objects; a missing key is a DataError naming the entry."""
-    cols: dict[str, list] = {k: [] for k in keys}
-    for n, row in enumerate(rows):
+# --- field-by-field validation of the annotation file --------------------------------------------
+# Every value is checked where it enters. Malformed values (wrong type, NaN, negative sizes,
+# polygons with an odd number of coordinates, RLEs that do not cover their image) refuse the
+# whole file: pycocotools would silently reinterpret them when COCOeval reads the same file.
+# Records that are well formed but unusable as box supervision are skipped, logged by id and
+# counted in ``summary``: crowd regions, boxes empty once clipped to the image, and polygons of
+# fewer than three points.
+
+_INT64_MAX = np.iinfo(np.int64).max
+_MAX_LOGGED_SKIPS = 20  # per kind; the summary keeps the first 100 ids of each
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # JSON ints are unbounded; math.isfinite would overflow on 10**400
+        return abs(value) <= _INT64_MAX
+    return isinstance(value, float) and math.isfinite(value)
+
+
+class _Checker:
+    """Raises DataError naming the file, the record, the key and the value."""
+
+    def __init__(self, ann_path: Path):
+        self.path = ann_path
+
+    def fail(self, record: str, key: str, value, expected: str) -> None:
+        raise DataError(self.path, f"{record}: {key!r} is {_show(value)}, expected {expected}")
+
+    def entry(self, row, record: str, keys: tuple[str, ...]) -> dict:
         if not isinstance(row, dict):
-            raise DataError(ann_path, f"{what} entry {n} is not an object")
+            raise DataError(self.path, f"{record} is {_show(row)}, expected an object")
         for k in keys:
             if k not in row:
-                raise DataError(ann_path, f"{what} entry {n} (id {row.get('id')}) has no {k!r}")
-            cols[k].append(row[k])
-    return cols
+                raise DataError(self.path, f"{record} has no {k!r}")
+        return row
+
+    def id(self, row: dict, record: str, key: str = "id") -> int:
+        value = row[key]
+        if not _is_int(value) or not 0 <= value <= _INT64_MAX:
+            self.fail(record, key, value, "a non-negative integer")
+        return value
+
+
+def _record(kind: str, n: int, row) -> str:
+    """'image 42' when the entry has a usable id, else 'image entry 7' (its position)."""
+    rid = row.get("id") if isinstance(row, dict) else None
+    return f"{kind} {rid}" if _is_int(rid) else f"{kind} entry {n}"
+
+
+def _read_categories(chk: _Checker, rows: list) -> list[tuple[int, str]]:
+    categories, seen = [], set()
+    for n, row in enumerate(rows):
+        record = _record("category", n, row)
+        chk.entry(row, record, ("id", "name"))
+        cid, name = chk.id(row, record), row["name"]
+        if not isinstance(name, str) or not name.strip():
+            chk.fail(record, "name", name, "a non-empty string")
+        if cid in seen:
+            raise DataError(chk.path, f"{record}: duplicate category id {cid}")
+        seen.add(cid)
+        categories.append((cid, name))
+    if not categories:
+        raise DataError(chk.path, "'categories' is empty")
+    return sorted(categories)
+
+
+def _read_images(chk: _Checker, rows: list) -> tuple[dict[int, str], dict[int, tuple[int, int]]]:
+    files: dict[int, str] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+    for n, row in enumerate(rows):
+        record = _record("image", n, row)
+        chk.entry(row, record, ("id", "file_name", "width", "height"))
+        iid = chk.id(row, record)
+        for key in ("width", "height"):
+            if not _is_int(row[key]) or not 1 <= row[key] <= 1 << 20:
+                chk.fail(record, key, row[key], "a positive integer (pixels)")
+        name = row["file_name"]
+        parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
+        if (not isinstance(name, str) or not name or "\0" in name or name.startswith(("/", "\\"))
+                or ".." in parts or (len(name) > 1 and name[1] == ":")):
+            chk.fail(record, "file_name", name, "a relative file name inside the image folder")
+        if iid in files:
+            raise DataError(chk.path, f"{record}: duplicate image id {iid}")
+        files[iid] = name
+        sizes[iid] = (row["width"], row["height"])
+    if not files:
+        raise DataError(chk.path, "'images' is empty")
+    return files, sizes
+
+
+def _rle_string_counts(text: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString, checked)."""
+    counts: list[int] = []
+    p, n = 0, len(text)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("it ends inside a number")
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {text[p]!r} at {p} is not an RLE digit")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def _check_rle(chk: _Checker, record: str, seg: dict, height: int, width: int) -> None:
+    for key in ("size", "counts"):
+        if key not in seg:
+            chk.fail(record, "segmentation", seg, f"an RLE with 'size' and 'counts' (it has no {key!r})")
+    size = seg["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        chk.fail(record, "segmentation.size", size, "[height, width]")
+    if size != [height, width]:
+        chk.fail(record, "segmentation.size", size, f"[{height}, {width}], its image's [height, width]")
+    counts = seg["counts"]
+    if isinstance(counts, str):
+        try:
+            runs = _rle_string_counts(counts)
+        except ValueError as e:
+            chk.fail(record, "segmentation.counts", counts, f"a compressed RLE string ({e})")
+    elif isinstance(counts, list):
+        runs = counts
+        if not set(map(type, runs)) <= {int}:
+            bad = next(v for v in runs if not _is_int(v))
+            chk.fail(record, "segmentation.counts", bad, "integer run lengths")
+    else:
+        chk.fail(record, "segmentation.counts", counts, "a list of run lengths or a compressed RLE string")
+    if runs and min(runs) < 0:
+        chk.fail(record, "segmentation.counts", min(runs), "non-negative run lengths")
+    if sum(runs) != height * width:
+        raise DataError(chk.path, f"{record}: 'segmentation' RLE runs cover {sum(runs)} pixels, "
+                                  f"its {width} x {height} image has {height * width}")
+
+
+def _check_polygons(chk: _Checker, record: str, seg: list) -> bool:
+    """Refuse malformed polygons; False when one has fewer than three points (the record is skipped)."""
+    if not seg:
+        chk.fail(record, "segmentation", seg, "a non-empty list of polygons or an RLE object")
+    usable = True
+    for j, poly in enumerate(seg):
+        key = f"segmentation[{j}]"
+        if not isinstance(poly, list):
+            chk.fail(record, key, poly, "a polygon [x1, y1, x2, y2, ...]")
+        if len(poly) % 2:
+            chk.fail(record, key, poly, f"an even number of coordinates (x, y pairs), got {len(poly)}")
+        if not set(map(type, poly)) <= {int, float}:
+            bad = next(v for v in poly if not _is_number(v))
+            chk.fail(record, key, bad, "numbers (polygon coordinates)")
+        try:
+            finite = all(map(math.isfinite, poly))  # C-speed pass; the slow one only on failure
+        except OverflowError:
+            finite = False
+        if not finite:
+            bad = next(v for v in poly if not _is_number(v))
+            chk.fail(record, key, bad, "finite coordinates")
+        usable = usable and len(poly) >= 6
+    return usable
+
+
+def _read_annotations(chk: _Checker, rows: list, sizes: dict[int, tuple[int, int]],
+                      cat_ids: set[int]) -> dict[str, np.ndarray]:
+    n = len(rows)
+    ids, img, cat = (np.empty(n, np.int64) for _ in range(3))
+    bbox = np.empty((n, 4), np.float64)
+    crowd = np.zeros(n, bool)
+    short_polygon = np.zeros(n, bool)
+    seen: set[int] = set()
+    for k, row in enumerate(rows):
+        record = _record("annotation", k, row)
+        chk.entry(row, record, ("id", "image_id", "category_id", "bbox", "segmentation"))
+        aid = chk.id(row, record)
+        if aid in seen:
+            raise DataError(chk.path, f"{record}: duplicate annotation id {aid}")
+        seen.add(aid)
+        iid = chk.id(row, record, "image_id")
+        if iid not in sizes:
+            raise DataError(chk.path, f"annotation {aid} refers to unknown image id {iid} (key 'image_id')")
+        record = f"annotation {aid} (image {iid})"
+        cid = chk.id(row, record, "category_id")
+        if cid not in cat_ids:
+            raise DataError(chk.path, f"annotation {aid} has unknown category id {cid} (key 'category_id')")
+        box = row["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+            chk.fail(record, "bbox", box, "four finite numbers [x, y, w, h]")
+        if box[2] < 0 or box[3] < 0:
+            chk.fail(record, "bbox", box, "a non-negative width and height [x, y, w, h]")
+        is_crowd = row.get("iscrowd", 0)
+        if not _is_int(is_crowd) or is_crowd not in (0, 1):
+            chk.fail(record, "iscrowd", is_crowd, "0 or 1")
+        if "area" in row and not (_is_number(row["area"]) and row["area"] >= 0):
+            chk.fail(record, "area", row["area"], "a finite non-negative number")
+        seg = row["segmentation"]
+        if isinstance(seg, dict):
+            width, height = sizes[iid]
+            _check_rle(chk, record, seg, height, width)
+        elif isinstance(seg, list):
+            short_polygon[k] = not _check_polygons(chk, record, seg)
+        else:
+            chk.fail(record, "segmentation", seg, "a list of polygons or an RLE object")
+        ids[k], img[k], cat[k], bbox[k], crowd[k] = aid, iid, cid, box, is_crowd == 1
+    return {"ids": ids, "img": img, "cat": cat, "bbox": bbox, "crowd": crowd, "short_polygon": short_polygon}
+
+
+def _log_skips(ann_path: Path, what: str, ids: np.ndarray, images: np.ndarray) -> list[int]:
+    """Log each skipped annotation (the first few by id) and return the first 100 ids."""
+    for aid, iid in zip(ids[:_MAX_LOGGED_SKIPS].tolist(), images[:_MAX_LOGGED_SKIPS].tolist(), strict=True):
+        log.warning("%s: skipped annotation %d (image %d): %s", ann_path.name, aid, iid, what)
+    if len(ids) > _MAX_LOGGED_SKIPS:
+        log.warning("%s: skipped %d more annotations: %s", ann_path.name, len(ids) - _MAX_LOGGED_SKIPS, what)
+    return ids[:100].tolist()
 
 
 def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bool) -> CocoData:
     """Read a COCO instances JSON: categories, contiguous labels, usable images and their boxes.
 
-    Boxes ``[x, y, w, h]`` become ``floor(x), floor(y), ceil(x + w), ceil(y + h)`` clipped to the
-    image; ``iscrowd=1`` annotations are never returned; boxes empty after conversion are
-    skipped and counted. ``image_ids`` lists (sorted) the images with at least one box, minus
-    grayscale images (detected from the JPEG header) when ``drop_grayscale``. ``summary``
-    counts what was skipped.
+    Every field is validated where it enters (see the comment above ``_Checker``): a malformed
+    value is a DataError naming the file, the record (image / annotation id), the key and the
+    value. Boxes ``[x, y, w, h]`` become ``floor(x), floor(y), ceil(x + w), ceil(y + h)``
+    clipped to the image. Skipped, logged by annotation id and counted in ``summary``:
+    ``iscrowd=1`` annotations, boxes empty after conversion, annotations with a polygon of
+    fewer than three points. ``image_ids`` lists (sorted) the images with at least one box,
+    minus grayscale images (detected from the JPEG header) when ``drop_grayscale``.
     """
     ann_path, image_dir = Path(ann_path), Path(image_dir)
     data = read_json(ann_path)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
                                              for k in ("images", "annotations", "categories")):
         raise DataError(ann_path, "not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
-
-    cats = _table(ann_path, data["categories"], ("id", "name"), "category")
-    categories = sorted(zip((int(c) for c in cats["id"]), (str(n) for n in cats["name"]), strict=True))
-    if len({cid for cid, _ in categories}) != len(categories):
-        raise DataError(ann_path, "duplicate category ids")
-
-    imgs = _table(ann_path, data["images"], ("id", "file_name", "width", "height"), "image")
-    files = dict(zip((int(i) for i in imgs["id"]), imgs["file_name"], strict=True))
-    if len(files) != len(imgs["id"]):
-        raise DataError(ann_path, "duplicate image ids")
-    sizes = {int(i): (int(w), int(h)) for i, w, h in zip(imgs["id"], imgs["width"], imgs["height"], strict=True)}
-
-    anns = _table(ann_path, data["annotations"], ("id", "image_id", "category_id", "bbox"), "annotation")
-    crowd = np.asarray([int(a.get("iscrowd", 0)) for a in data["annotations"]], dtype=np.int64)
+    chk = _Checker(ann_path)
+    categories = _read_categories(chk, data["categories"])
+    files, sizes = _read_images(chk, data["images"])
+    anns = _read_annotations(chk, data["annotations"], sizes, {cid for cid, _ in categories})
     del data  # the raw annotation dicts are the bulk of the memory
-    ann_ids = np.asarray(anns["id"], dtype=np.int64)
-    ann_img = np.asarray(anns["image_id"], dtype=np.int64)
-    ann_cat = np.asarray(anns["category_id"], dtype=np.int64)
-    try:
-        bbox = np.asarray(anns["bbox"], dtype=np.float64).reshape(len(ann_ids), -1 if len(ann_ids) else 4)
-    except (ValueError, TypeError):
-        bbox = np.empty((0, 0))
-    if bbox.shape != (len(ann_ids), 4):
-        raise DataError(ann_path, "an annotation's 'bbox' is not four numbers [x, y, w, h]")
-    del anns
-
-    # Validate references, vectorised: report the first offending annotation.
-    known_cats = np.asarray([cid for cid, _ in categories], dtype=np.int64)  # sorted
-    bad = ~np.isin(ann_cat, known_cats)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise DataError(ann_path, f"annotation {ann_ids[k]} has unknown category id {ann_cat[k]}")
-    img_ids_arr = np.asarray(sorted(files), dtype=np.int64)
-    bad = ~np.isin(ann_img, img_ids_arr)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise DataError(ann_path, f"annotation {ann_ids[k]} refers to unknown image id {ann_img[k]}")
-    if len(np.unique(ann_ids)) != len(ann_ids):
-        raise DataError(ann_path, "duplicate annotation ids")
+    ann_ids, ann_img, ann_cat, bbox = anns["ids"], anns["img"], anns["cat"], anns["bbox"]
 
     # Box conversion, all annotations at once.
+    known_cats = np.asarray([cid for cid, _ in categories], dtype=np.int64)  # sorted
+    img_ids_arr = np.asarray(sorted(files), dtype=np.int64)
     wh = np.asarray([sizes[i] for i in img_ids_arr], dtype=np.int64).reshape(-1, 2)
     img_w = wh[np.searchsorted(img_ids_arr, ann_img), 0]
     img_h = wh[np.searchsorted(img_ids_arr, ann_img), 1]
-    with np.errstate(invalid="ignore"):
-        x1 = np.clip(np.floor(bbox[:, 0]), 0, img_w)
-        y1 = np.clip(np.floor(bbox[:, 1]), 0, img_h)
-        x2 = np.clip(np.ceil(bbox[:, 0] + bbox[:, 2]), 0, img_w)
-        y2 = np.clip(np.ceil(bbox[:, 1] + bbox[:, 3]), 0, img_h)
-    is_crowd = crowd != 0
-    finite = np.isfinite(bbox).all(axis=1)
-    usable = ~is_crowd & finite & (x2 > x1) & (y2 > y1)
-    n_degenerate = int((~is_crowd & ~usable).sum())
+    x1 = np.clip(np.floor(bbox[:, 0]), 0, img_w)
+    y1 = np.clip(np.floor(bbox[:, 1]), 0, img_h)
+    x2 = np.clip(np.ceil(bbox[:, 0] + bbox[:, 2]), 0, img_w)
+    y2 = np.clip(np.ceil(bbox[:, 1] + bbox[:, 3]), 0, img_h)
+    is_crowd = anns["crowd"]
+    degenerate = ~is_crowd & ~((x2 > x1) & (y2 > y1))
+    short = ~is_crowd & ~degenerate & anns["short_polygon"]
+    usable = ~is_crowd & ~degenerate & ~short
+    skipped = {
+        "degenerate_boxes": _log_skips(ann_path, "its box is empty once clipped to the image",
+                                       ann_ids[degenerate], ann_img[degenerate]),
+        "short_polygons": _log_skips(ann_path, "a polygon of fewer than three points",
+                                     ann_ids[short], ann_img[short]),
+    }
 
     keep = np.flatnonzero(usable)
     order = keep[np.lexsort((ann_ids[keep], ann_img[keep]))]
@@ -183,10 +377,12 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
         "n_grayscale_dropped": n_gray,
         "n_images": len(with_boxes),
         "n_crowd_annotations": int(is_crowd.sum()),
-        "n_degenerate_boxes": n_degenerate,
+        "n_degenerate_boxes": int(degenerate.sum()),
+        "n_short_polygons": int(short.sum()),
         "n_boxes": int(sum(slices[i][1] - slices[i][0] for i in with_boxes)),
+        "skipped_annotation_ids": skipped,
     }
-    log.info("COCO %s: %s", ann_path.name, summary)
+    log.info("COCO %s: %s", ann_path.name, {k: v for k, v in summary.items() if k != "skipped_annotation_ids"})
     return CocoData(ann_path=ann_path, image_dir=image_dir, categories=categories,
                     image_ids=with_boxes, summary=summary,
                     _files=files, _sizes=sizes, _slices=slices, _boxes=boxes, _ann_ids=kept_ids)

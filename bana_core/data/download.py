@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ..errors import ChecksumError, ConfigError, DataError, UnsafeArchiveError
+from ..io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,8 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
             with zipfile.ZipFile(archive) as zf:
                 infos = _validate_zip(archive, zf)
                 n_files = sum(not i.is_dir() for i in infos)
-                work = _make_work_dir(target)
+                _check_not_empty(archive, n_files)
+                work = _make_work_dir(target, archive)
                 try:
                     new = work / "new"
                     new.mkdir()
@@ -292,7 +294,8 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
             with tarfile.open(archive, "r:*") as tf:
                 members = _validate_tar(archive, tf)
                 n_files = sum(m.isfile() for m in members)
-                work = _make_work_dir(target)
+                _check_not_empty(archive, n_files)
+                work = _make_work_dir(target, archive)
                 try:
                     new = work / "new"
                     new.mkdir()
@@ -309,6 +312,12 @@ def _extract(archive: Path, target: Path, *, progress: bool) -> tuple[list[str],
     return entries, n_files
 
 
+def _check_not_empty(archive: Path, n_files: int) -> None:
+    # An archive without files would "succeed" and leave a later rule to fail on missing data.
+    if n_files == 0:
+        raise DataError(archive, "archive holds no files")
+
+
 def _archive_kind(archive: Path) -> str:
     name = archive.name.lower()
     if name.endswith(".zip"):
@@ -323,9 +332,14 @@ def _archive_kind(archive: Path) -> str:
     raise DataError(archive, "not a .tar, .tar.gz/.tgz or .zip archive")
 
 
-def _make_work_dir(target: Path) -> Path:
+def _make_work_dir(target: Path, archive: Path) -> Path:
+    # Several archives extract into one target at once (VOC and SBD into data/<name>): each
+    # work folder is named after its archive, and only that archive's stale ones (from a
+    # killed extraction) are removed.
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", suffix=".part", dir=target.parent))
+    kind = f"extract.{archive.name}."
+    remove_stale_temporaries(target, kind)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}", suffix=".part", dir=target.parent))
 
 
 def _member_parts(archive: Path, name: str) -> tuple[str, ...]:

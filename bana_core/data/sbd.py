@@ -54,8 +54,12 @@ def read_sbd_cls(path: str | Path) -> np.ndarray:
     if not (np.issubdtype(seg.dtype, np.integer) or seg.dtype == bool):
         raise DataError(path, f"GTcls.Segmentation has dtype {seg.dtype}, expected integer class ids")
     lo, hi = int(seg.min()), int(seg.max())
-    if lo < 0 or hi >= NUM_VOC_CLASSES:
-        raise DataError(path, f"GTcls.Segmentation values span {lo}..{hi}, expected 0..{NUM_VOC_CLASSES - 1}")
+    if lo < 0 or hi >= NUM_VOC_CLASSES:  # SBD has no void label: 255 is an error here too
+        bad = (seg < 0) | (seg >= NUM_VOC_CLASSES)
+        values, counts = np.unique(seg[bad], return_counts=True)
+        shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:5].tolist(), counts[:5].tolist(), strict=True))
+        raise DataError(path, f"GTcls.Segmentation holds value(s) {shown} outside the labels "
+                              f"0..{NUM_VOC_CLASSES - 1}")
     return seg.astype(np.uint8)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..classes import VOC_CLASSES
+from ..classes import NUM_VOC_CLASSES, VOC_CLASSES
 from ..errors import DataError
 from ..io import atomic_path
 
@@ -163,13 +163,19 @@ def read_voc_xml(path: str | Path, *, class_names: Sequence[str] = VOC_CLASSES) 
         # floor/ceil only matter for the rare non-integer coordinates; they keep the box covering.
         box = (math.floor(xmin) - 1, math.floor(ymin) - 1, math.ceil(xmax), math.ceil(ymax))
         difficult = obj.find("difficult")
-        is_difficult = difficult is not None and (difficult.text or "0").strip() not in ("0", "")
+        flag = "0" if difficult is None else (difficult.text or "0").strip() or "0"
+        if flag not in ("0", "1"):
+            raise DataError(path, f"{what} ({name}): <difficult> is {flag!r}, expected 0 or 1")
+        is_difficult = flag == "1"
         objects.append(VocObject(name=name, label=label_of[name], box=box, difficult=is_difficult))
     return VocAnnotation(path=path, image_id=path.stem, width=width, height=height, objects=objects)
 
 
 def read_split(path: str | Path, *, check_dir: Path | None = None, suffix: str = ".jpg") -> list[str]:
-    """Image ids of a split list (one per line, blank lines skipped, duplicates an error).
+    """Image ids of a split list (one per line, blank lines skipped).
+
+    An empty list, a duplicate id or an id that is not a plain file name is a DataError naming
+    the file (and the line).
 
     With ``check_dir``, every ``check_dir/<id><suffix>`` must exist (one directory listing, not
     one stat per id: lists hold up to 118k ids).
@@ -189,10 +195,15 @@ def read_split(path: str | Path, *, check_dir: Path | None = None, suffix: str =
             continue
         if len(image_id.split()) != 1:
             raise DataError(path, f"line {lineno}: expected one image id, got {image_id!r}")
+        if image_id in (".", "..") or any(c in image_id for c in "/\\\0"):
+            # ids become file names (JPEGImages/<id>.jpg): a path would read or write elsewhere
+            raise DataError(path, f"line {lineno}: image id {image_id!r} is not a plain file name")
         if image_id in seen:
             raise DataError(path, f"duplicate image id {image_id!r} (lines {seen[image_id]} and {lineno})")
         seen[image_id] = lineno
         ids.append(image_id)
+    if not ids:
+        raise DataError(path, "split list is empty (no image ids)")
     if check_dir is not None:
         check_dir = Path(check_dir)
         try:
@@ -252,13 +263,28 @@ def load_image(path: str | Path, *, expect_size: tuple[int, int] | None = None) 
             raise DataError(path, f"cannot convert {mode} image to RGB ({e})") from None
 
 
-def load_label(path: str | Path, *, expect_size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 H x W label map from a palette ('P') or grey ('L') PNG: the stored index values."""
+def load_label(path: str | Path, *, expect_size: tuple[int, int] | None = None,
+               num_classes: int | None = NUM_VOC_CLASSES, void: int = 255) -> np.ndarray:
+    """uint8 H x W label map from a palette ('P') or grey ('L') PNG: the stored index values.
+
+    Every value must be a label below ``num_classes`` or ``void`` (VOC: 0..20 and 255); anything
+    else is a DataError naming the file and the values, here rather than as a bare error in the
+    metrics later. ``num_classes=None`` skips the check.
+    """
     path = Path(path)
     with _open_checked(path, expect_size, "label map") as img:
         if img.mode not in ("P", "L"):
             raise DataError(path, f"label map has mode {img.mode!r}; expected a palette ('P') or grey ('L') PNG")
-        return np.array(img, dtype=np.uint8)
+        label = np.array(img, dtype=np.uint8)
+    if num_classes is not None and label.size and int(label.max()) >= num_classes:
+        bad = (label >= num_classes) & (label != void)
+        if bad.any():
+            values, counts = np.unique(label[bad], return_counts=True)
+            row, col = np.argwhere(bad)[0]
+            shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:5].tolist(), counts[:5].tolist(), strict=True))
+            raise DataError(path, f"label map holds value(s) {shown} outside the labels 0..{num_classes - 1} "
+                                  f"and {void} (void); first at row {row}, column {col}")
+    return label
 
 
 def bg_mask_from_boxes(height: int, width: int, boxes: np.ndarray) -> np.ndarray:
