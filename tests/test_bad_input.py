@@ -126,19 +126,19 @@ config_case("gpus_per_job as text", "gpus_per_job", "one", "'gpus_per_job'", "'o
 config_case("train_threads zero", "train_threads", 0, "'train_threads'")
 config_case("show_paper_results not a bool", "show_paper_results", "maybe", "'show_paper_results'")
 config_case("dataset.source typo", "dataset.source", "downlaod", "'dataset.source'", "'downlaod'")
-config_case("dataset.name missing", "dataset.name", _DELETE, "'dataset'", "'name' is a required property")
+config_case("dataset.name missing", "dataset.name", _DELETE, "config key 'dataset.name' is required but missing")
 config_case("dataset.synthetic too few val", "dataset.synthetic.n_val", 2, "'dataset.synthetic.n_val'")
 config_case("dataset.synthetic image_size short", "dataset.synthetic.image_size", [160],
             "'dataset.synthetic.image_size'")
 config_case("dataset.download bad md5", "dataset.download.sbd.md5", "not-a-digest",
             "'dataset.download.sbd.md5'", base=paper_config)
 config_case("dataset.download no url", "dataset.download.voc_trainval.url", _DELETE,
-            "'dataset.download.voc_trainval'", "'url' is a required property", base=paper_config)
+            "config key 'dataset.download.voc_trainval.url' is required but missing", base=paper_config)
 config_case("dataset.download extract_to escapes", "dataset.download.coco_train.extract_to", "../../elsewhere",
             "'dataset.download.coco_train.extract_to'", "'../../elsewhere'", base=paper_config)
 config_case("pretrain.clutter above 1", "pretrain.clutter", 1.5, "'pretrain.clutter'", "1.5")
-config_case("stage1.iterations missing", "stage1.iterations", _DELETE, "'stage1'",
-            "'iterations' is a required property")
+config_case("stage1.iterations missing", "stage1.iterations", _DELETE,
+            "config key 'stage1.iterations' is required but missing")
 config_case("stage1.iterations a float", "stage1.iterations", 500.0, "'stage1.iterations'", "500.0",
             "'integer'")
 config_case("stage1.lr negative", "stage1.lr", -0.01, "'stage1.lr'", "-0.01")
@@ -154,7 +154,7 @@ config_case("stage2.crf four numbers", "stage2.crf", [4, 55, 3, 3], "'stage2.crf
 config_case("coco.n_shards zero", "coco.n_shards", 0, "'coco.n_shards'")
 config_case("coco.enabled as text", "coco.enabled", "yes please", "'coco.enabled'")
 config_case("stage3.arch.v1.crf negative", "stage3.arch.v1.crf", [4, 121, -5, 3, 3], "'stage3.arch.v1.crf.2'")
-config_case("stage3.arch.v2 missing", "stage3.arch.v2", _DELETE, "'stage3.arch'", "'v2' is a required property")
+config_case("stage3.arch.v2 missing", "stage3.arch.v2", _DELETE, "config key 'stage3.arch.v2' is required but missing")
 config_case("stage3.arch.v2.depth", "stage3.arch.v2.depth", 102, "'stage3.arch.v2.depth'", "102")
 config_case("stage3.lam negative", "stage3.lam", -0.1, "'stage3.lam'")
 config_case("stage3.fig3_damps repeated", "stage3.fig3_damps", [70, 70, 3], "'stage3.fig3_damps'")
@@ -679,9 +679,9 @@ def test_config_case_is_refused_without_the_file_too(name, tmp_path):
 def test_missing_required_key_is_refused_by_the_library():
     raw = copy.deepcopy(demo_config())
     del raw["stage1"]["iterations"]
-    with pytest.raises(ConfigError, match=r"config key 'stage1': 'iterations' is a required property"):
+    with pytest.raises(ConfigError, match=r"config key 'stage1.iterations' is required but missing"):
         validate_config(raw, SCHEMA)
-    with pytest.raises(ConfigError, match=r"'run' is a required property"):
+    with pytest.raises(ConfigError, match=r"config key 'run' is required but missing"):
         validate_config({k: v for k, v in demo_config().items() if k != "run"}, SCHEMA)
 
 
