@@ -16,6 +16,7 @@ __all__ = [
     "background_attention",
     "background_prototypes",
     "bap_head",
+    "grid_cell_index",
     "grid_padding",
     "pool_foreground",
     "roi_pool_matrices",
@@ -33,6 +34,18 @@ def grid_padding(size: int, grid_size: int) -> tuple[int, int]:
     """
     pad = (-size) % grid_size
     return (pad // 2, pad // 2) if pad % 2 == 0 else (0, pad)
+
+
+def grid_cell_index(height: int, width: int, grid_size: int, device=None) -> Tensor:
+    """Grid cell of each pixel, int64 ``[height, width]``: cells of a ``grid_size x grid_size``
+    grid in row-major order, laid over the map zero-padded to a multiple of the grid
+    (:func:`grid_padding`). Padded pixels belong to no pixel of the map, so they need no storage.
+    """
+    g = int(grid_size)
+    (pt, pb), (pl, pr) = grid_padding(height, g), grid_padding(width, g)
+    cy = (torch.arange(height, device=device) + pt) // ((height + pt + pb) // g)
+    cx = (torch.arange(width, device=device) + pl) // ((width + pl + pr) // g)
+    return cy[:, None] * g + cx[None, :]
 
 
 def _as_mask(bg_mask: Tensor) -> Tensor:
@@ -56,12 +69,9 @@ def background_prototypes(features: Tensor, bg_mask: Tensor, grid_size: int) -> 
     if bg.shape[0] != n or bg.shape[-2:] != (h, w):
         raise ValueError(f"bg_mask {tuple(bg.shape)} does not match features {tuple(features.shape)}")
     g = int(grid_size)
-    (pt, pb), (pl, pr) = grid_padding(h, g), grid_padding(w, g)
-    # cell of each pixel on the padded map; padded pixels carry no background, so they need no
-    # storage: the masked sums are one matrix product with per-cell masks (no padded copy of f)
-    cy = (torch.arange(h, device=features.device) + pt) // ((h + pt + pb) // g)
-    cx = (torch.arange(w, device=features.device) + pl) // ((w + pl + pr) // g)
-    cell = F.one_hot((cy[:, None] * g + cx[None, :]).reshape(-1), g * g).to(features.dtype)  # [hw, J]
+    # padded pixels carry no background: the masked sums are one matrix product with per-cell
+    # masks (no padded copy of f)
+    cell = F.one_hot(grid_cell_index(h, w, g, features.device).reshape(-1), g * g).to(features.dtype)  # [hw, J]
     cell_masks = bg.reshape(n, h * w, 1) * cell  # [N, hw, J]
     sums = torch.bmm(features.reshape(n, c, h * w), cell_masks)  # [N, C, J]
     counts = cell_masks.sum(1)  # [N, J]

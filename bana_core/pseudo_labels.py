@@ -4,11 +4,18 @@ The method works on features bilinearly upsampled to image size. Upsampling 1024
 500 x 375 costs more than the whole rest of the stage, so low-resolution features are never
 upsampled here: every quantity the method needs is linear or quadratic in the features and
 is computed exactly from the low-resolution map (see :class:`_UpsampledField`).
+
+:func:`pseudo_label_parts` runs the steps in order: :func:`box_layout` (the boxes' masks),
+:func:`image_attention` (A, Eq. 2) and :func:`background_u0` (its 0.99 x max cut, Eq. 4),
+:func:`class_unaries` (Eq. 5, and Eq. 7 for unseen classes) with :func:`background_unary`, the
+softmax and the DenseCRF (Y_crf), then :func:`retrieval_maps` with :func:`retrieval_prototypes`
+(Eq. 6, Y_ret).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -16,10 +23,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bap import grid_padding
+from .bap import grid_cell_index
 from .crf import dense_crf
 
-__all__ = ["make_pseudo_labels", "pseudo_label_parts", "upsample_matrix"]
+__all__ = [
+    "BoxLayout",
+    "background_u0",
+    "background_unary",
+    "box_layout",
+    "class_unaries",
+    "feature_field",
+    "image_attention",
+    "make_pseudo_labels",
+    "per_box_normalised",
+    "pseudo_label_parts",
+    "retrieval_maps",
+    "retrieval_prototypes",
+    "upsample_matrix",
+]
 
 _EPS = 1e-12
 
@@ -156,28 +177,6 @@ def _argmax0(x: Tensor) -> Tensor:
     return x.permute(1, 2, 0).contiguous().argmax(-1)
 
 
-def _box_masks(boxes: np.ndarray, h: int, w: int, device) -> Tensor:
-    """``[M, H, W]`` bool, box m covering ``[y1:y2, x1:x2]`` (clipped to the image)."""
-    b = torch.as_tensor(boxes[:, :4], dtype=torch.int64, device=device)
-    ys = torch.arange(h, device=device)
-    xs = torch.arange(w, device=device)
-    my = (ys[None] >= b[:, 1:2]) & (ys[None] < b[:, 3:4])  # [M, H]
-    mx = (xs[None] >= b[:, 0:1]) & (xs[None] < b[:, 2:3])  # [M, W]
-    return my[:, :, None] & mx[:, None, :]
-
-
-def _per_box_normalised(cam: Tensor, box_masks: Tensor, box_cls: Tensor, owner: Tensor) -> Tensor:
-    """Divide each class map by its maximum inside each box of that class separately (Eq. 5).
-
-    ``cam`` ``[L, H, W]`` (>= 0); ``box_cls[m]`` row of ``cam`` box m belongs to; ``owner[l, p]`` =
-    1 + index of the box of class l whose normalisation holds at p (the last one listed, as the
-    released code writes boxes in order), 0 outside the class's boxes.
-    """
-    box_max = torch.where(box_masks, cam[box_cls], cam.new_zeros(())).amax(dim=(1, 2))  # [M]
-    denom = box_max[(owner - 1).clamp_min(0)] + _EPS
-    return torch.where(owner > 0, cam / denom, cam.new_zeros(()))
-
-
 def _check_inputs(image, features, classifier_weight, boxes):
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -195,6 +194,182 @@ def _check_inputs(image, features, classifier_weight, boxes):
     if len(boxes) and (boxes[:, 4].min() < 1 or boxes[:, 4].max() > 254):
         raise ValueError(f"box labels must be in 1..254, got {sorted(set(boxes[:, 4].tolist()))}")
     return image, features.float(), weight, boxes
+
+
+def _box_masks(boxes: np.ndarray, h: int, w: int, device) -> Tensor:
+    """``[M, H, W]`` bool, box m covering ``[y1:y2, x1:x2]`` (clipped to the image)."""
+    b = torch.as_tensor(boxes[:, :4], dtype=torch.int64, device=device)
+    ys = torch.arange(h, device=device)
+    xs = torch.arange(w, device=device)
+    my = (ys[None] >= b[:, 1:2]) & (ys[None] < b[:, 3:4])  # [M, H]
+    mx = (xs[None] >= b[:, 0:1]) & (xs[None] < b[:, 2:3])  # [M, W]
+    return my[:, :, None] & mx[:, None, :]
+
+
+def per_box_normalised(cam: Tensor, box_masks: Tensor, box_cls: Tensor, owner: Tensor) -> Tensor:
+    """Divide each class map by its maximum inside each box of that class separately (Eq. 5).
+
+    ``cam`` ``[L, H, W]`` (>= 0); ``box_cls[m]`` row of ``cam`` box m belongs to; ``owner[l, p]`` =
+    1 + index of the box of class l whose normalisation holds at p (the last one listed, as the
+    released code writes boxes in order), 0 outside the class's boxes.
+    """
+    box_max = torch.where(box_masks, cam[box_cls], cam.new_zeros(())).amax(dim=(1, 2))  # [M]
+    denom = box_max[(owner - 1).clamp_min(0)] + _EPS
+    return torch.where(owner > 0, cam / denom, cam.new_zeros(()))
+
+
+@dataclass
+class BoxLayout:
+    """The boxes of one image (clipped to it) and the maps every step derives from them.
+
+    ``labels`` int64 ``[1 + L]``: 0, then the present box labels ascending (the unary channels);
+    ``is_seen`` ``[L]``: which of them have a usable classifier row; ``box_masks`` ``[M, H, W]``;
+    ``box_cls`` ``[M]``: each box's channel among the L; ``ids`` ``[M, H, W]``: 1 + box index inside
+    box m, 0 elsewhere; ``owner`` ``[L, H, W]``: see :func:`per_box_normalised`; ``class_masks``
+    ``[L, H, W]``: inside some box of the class; ``inside`` ``[H, W]``: inside any box.
+    """
+
+    labels: np.ndarray
+    is_seen: np.ndarray
+    box_masks: Tensor
+    box_cls: Tensor
+    ids: Tensor
+    owner: Tensor
+    class_masks: Tensor
+    inside: Tensor
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.labels[1:]
+
+
+def box_layout(boxes: np.ndarray, h: int, w: int, *, seen_classes: Iterable[int] | None = None,
+               n_weights: int | None = None, device=None) -> BoxLayout:
+    """:class:`BoxLayout` of int ``[M, 5]`` boxes on an ``h x w`` image; a seen label needs one of the
+    ``n_weights`` classifier rows (ValueError otherwise)."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 5).copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    present = np.unique(boxes[:, 4])
+    labels = np.concatenate([[0], present]).astype(np.int64)
+    seen = set(int(c) for c in present) if seen_classes is None else {int(c) for c in seen_classes}
+    is_seen = np.array([int(c) in seen for c in present], dtype=bool)
+    if n_weights is not None and np.any(present[is_seen] >= n_weights):
+        raise ValueError(f"classifier_weight has {n_weights} rows; no weight for seen labels "
+                         f"{present[is_seen & (present >= n_weights)].tolist()}")
+    n_cls = len(present)
+    box_masks = _box_masks(boxes, h, w, device)  # [M, H, W]
+    box_cls = torch.as_tensor(np.searchsorted(present, boxes[:, 4]), dtype=torch.int64, device=device)
+    m = len(boxes)
+    ids = box_masks.to(torch.int64) * torch.arange(1, m + 1, device=device)[:, None, None]
+    owner = torch.zeros(n_cls, h, w, dtype=torch.int64, device=device)
+    owner.scatter_reduce_(0, box_cls[:, None, None].expand(m, h, w), ids, reduce="amax")
+    inside = box_masks.any(0) if m else torch.zeros(h, w, dtype=torch.bool, device=device)
+    return BoxLayout(labels=labels, is_seen=is_seen, box_masks=box_masks, box_cls=box_cls, ids=ids,
+                     owner=owner, class_masks=owner > 0, inside=inside)
+
+
+def feature_field(features: Tensor, size: tuple[int, int], align_corners: bool = False) -> _DenseField:
+    """Features ``[C, H, W]`` at image ``size`` as they are, or ``[C, h, w]`` seen through exact
+    bilinear upsampling to it (:class:`_UpsampledField`)."""
+    if tuple(features.shape[-2:]) == tuple(size):
+        return _DenseField(features)
+    return _UpsampledField(features, size, align_corners)
+
+
+def image_attention(field: _DenseField, inside: Tensor, grid_size: int) -> Tensor:
+    """A (Eq. 2) at image size, ``[H, W]``, over the whole image as the released code computes it:
+    the mean over grid cells holding background of ReLU(cos(f(p), q_j)); 0 everywhere when no pixel
+    is background."""
+    h, w = inside.shape
+    dev = inside.device
+    g = int(grid_size)
+    bg = (~inside).to(field.flat.dtype)
+    cell = grid_cell_index(h, w, g, dev)
+    cell_masks = (cell[None] == torch.arange(g * g, device=dev)[:, None, None]).to(field.flat.dtype) * bg
+    counts = cell_masks.sum(dim=(1, 2))
+    valid = counts > 0
+    if not bool(valid.any()):  # no background pixel at all: A = 0 inside the boxes
+        return field.flat.new_zeros(h, w)
+    protos = field.masked_sums(cell_masks[valid]) / counts[valid, None]
+    return F.relu(field.cos(protos)).mean(0)
+
+
+def background_u0(attention: Tensor, inside: Tensor, bg_threshold: float = 0.99) -> tuple[Tensor, Tensor]:
+    """Eq. 4: ``(A_cut, u0)``. A below ``bg_threshold`` x its image maximum is set to 0 (A_cut);
+    u0 is A_cut inside the boxes and 1 outside them."""
+    cut = torch.where(attention < bg_threshold * attention.max(), attention.new_zeros(()), attention)
+    return cut, torch.where(inside, cut, cut.new_ones(()))
+
+
+def class_unaries(field: _DenseField, weight: Tensor, layout: BoxLayout, u0: Tensor) -> Tensor:
+    """Foreground unaries ``[L, H, W]`` before the softmax: for a seen class, Eq. 5's CAM
+    ReLU(w_c . f) divided by its maximum in each box of the class; for an unseen one, Eq. 7's
+    class-agnostic ``1 - u0``; each only inside the class's boxes (0 elsewhere)."""
+    h, w = layout.inside.shape
+    dev = layout.inside.device
+    n_cls = len(layout.is_seen)
+    if not n_cls:
+        return field.flat.new_zeros(n_cls, h, w)
+    is_seen = layout.is_seen
+    cam = field.flat.new_zeros(n_cls, h, w)
+    seen_idx = torch.as_tensor(np.flatnonzero(is_seen), dtype=torch.int64, device=dev)
+    if len(seen_idx):
+        cam[seen_idx] = F.relu(field.dots(weight[torch.as_tensor(layout.present[is_seen], device=dev)]))
+    u_fg = per_box_normalised(cam, layout.box_masks, layout.box_cls, layout.owner)
+    if not is_seen.all():
+        unseen_idx = torch.as_tensor(np.flatnonzero(~is_seen), dtype=torch.int64, device=dev)
+        u_fg[unseen_idx] = (1.0 - u0)[None] * layout.class_masks[unseen_idx].to(u0.dtype)
+    return u_fg
+
+
+def background_unary(field: _DenseField, weight: Tensor, layout: BoxLayout, u0: Tensor, use_u0: bool) -> Tensor:
+    """The background channel of the unary, ``[H, W]``: u0 (Eq. 4), or for "w/o u0" the
+    background-class CAM normalised by its maximum in each box like the class CAMs (Eq. 5 with
+    w_0), 1 outside the boxes either way."""
+    m = len(layout.box_cls)
+    if use_u0 or not m:  # without boxes both are 1 everywhere
+        return u0
+    h, w = u0.shape
+    cam0 = F.relu(field.dots(weight[:1]))
+    owner0 = layout.ids.amax(0, keepdim=True)
+    zeros = torch.zeros(m, dtype=torch.int64, device=u0.device)
+    cam0 = per_box_normalised(cam0, layout.box_masks, zeros, owner0)[0]
+    return torch.where(layout.inside, cam0, cam0.new_ones(()))
+
+
+def retrieval_prototypes(field: _DenseField, idx_crf: Tensor, weight: Tensor, labels: np.ndarray,
+                         has_weight: np.ndarray) -> tuple[Tensor, np.ndarray]:
+    """Eq. 6's prototypes ``[1 + L, C]``: the mean feature over the pixels of each unary channel
+    ``k`` in Y_crf (``idx_crf == k``); the classifier row ``weight[labels[k]]`` for a channel
+    without pixels whose label has one (``has_weight[k]``), 0 otherwise. Also returns which
+    channels had no pixel."""
+    n = len(labels)
+    lab_masks = (idx_crf[None] == torch.arange(n, device=idx_crf.device)[:, None, None]).to(field.flat.dtype)
+    counts = lab_masks.sum(dim=(1, 2))
+    protos = field.masked_sums(lab_masks) / counts.clamp_min(1.0)[:, None]
+    empty = (counts == 0).cpu().numpy()
+    fill = empty & has_weight
+    if fill.any():
+        dev = protos.device
+        protos[torch.as_tensor(np.flatnonzero(fill), device=dev)] = weight[torch.as_tensor(labels[fill], device=dev)]
+    return protos, empty
+
+
+def retrieval_maps(field: _DenseField, idx_crf: Tensor, weight: Tensor, layout: BoxLayout, u_fg: Tensor) -> Tensor:
+    """Eq. 6's correlation maps ``[1 + L, H, W]``: ReLU(cos(f(p), prototype)); an unseen class
+    without pixels in Y_crf keeps its class-agnostic unary instead; background is 1 outside the
+    boxes, each class 0 outside its own boxes."""
+    has_weight = np.concatenate([[True], layout.is_seen])
+    protos, empty = retrieval_prototypes(field, idx_crf, weight, layout.labels, has_weight)
+    corr = F.relu(field.cos(protos))
+    no_proto = np.flatnonzero(empty & ~has_weight)
+    if len(no_proto):
+        dev = corr.device
+        corr[torch.as_tensor(no_proto, device=dev)] = u_fg[torch.as_tensor(no_proto - 1, device=dev)]
+    corr[0] = torch.where(layout.inside, corr[0], corr.new_ones(()))
+    corr[1:] = corr[1:] * layout.class_masks.to(corr.dtype)
+    return corr
 
 
 @torch.no_grad()
@@ -216,106 +391,30 @@ def pseudo_label_parts(image: np.ndarray, features: Tensor, classifier_weight: T
     clock = _Clock(timings)
     image, features, weight, boxes = _check_inputs(image, features, classifier_weight, boxes)
     h, w = image.shape[:2]
-    dev = features.device
-    if features.shape[-2:] == (h, w):
-        field: _DenseField = _DenseField(features)
-    else:
-        field = _UpsampledField(features, (h, w), align_corners)
-
-    boxes = boxes.copy()
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-    present = np.unique(boxes[:, 4])
-    labels = np.concatenate([[0], present]).astype(np.int64)
-    seen = set(int(c) for c in present) if seen_classes is None else {int(c) for c in seen_classes}
-    is_seen = np.array([int(c) in seen for c in present], dtype=bool)
-    if np.any(present[is_seen] >= weight.shape[0]):
-        raise ValueError(f"classifier_weight has {weight.shape[0]} rows; no weight for seen labels "
-                         f"{present[is_seen & (present >= weight.shape[0])].tolist()}")
-    n_cls = len(present)
-    box_masks = _box_masks(boxes, h, w, dev)  # [M, H, W]
-    box_cls = torch.as_tensor(np.searchsorted(present, boxes[:, 4]), dtype=torch.int64, device=dev)
-    m = len(boxes)
-    ids = box_masks.to(torch.int64) * torch.arange(1, m + 1, device=dev)[:, None, None]
-    owner = torch.zeros(n_cls, h, w, dtype=torch.int64, device=dev)
-    owner.scatter_reduce_(0, box_cls[:, None, None].expand(m, h, w), ids, reduce="amax")
-    class_masks = owner > 0  # [L, H, W]
-    inside = box_masks.any(0) if m else torch.zeros(h, w, dtype=torch.bool, device=dev)
+    field = feature_field(features, (h, w), align_corners)
+    layout = box_layout(boxes, h, w, seen_classes=seen_classes, n_weights=weight.shape[0], device=features.device)
     clock.lap("setup")
 
-    # Eq. 2 at image size, over the whole image (as the released code), then the 0.99 x max cut
-    g = int(grid_size)
-    bg = (~inside).to(features.dtype)
-    (pt, pb), (pl, pr) = grid_padding(h, g), grid_padding(w, g)
-    cy = (torch.arange(h, device=dev) + pt) // ((h + pt + pb) // g)
-    cx = (torch.arange(w, device=dev) + pl) // ((w + pl + pr) // g)
-    cells = torch.arange(g, device=dev)
-    cell_masks = ((cy[None, :, None] == cells[:, None, None])[:, None] &
-                  (cx[None, None, :] == cells[:, None, None])[None]).reshape(g * g, h, w)
-    cell_masks = cell_masks.to(features.dtype) * bg
-    counts = cell_masks.sum(dim=(1, 2))
-    valid = counts > 0
-    if bool(valid.any()):
-        protos = field.masked_sums(cell_masks[valid]) / counts[valid, None]
-        attention = F.relu(field.cos(protos)).mean(0)
-    else:  # no background pixel at all: A = 0 inside the boxes
-        attention = features.new_zeros(h, w)
-    attention = torch.where(attention < bg_threshold * attention.max(), attention.new_zeros(()), attention)
-    u0 = torch.where(inside, attention, attention.new_ones(()))
+    attention, u0 = background_u0(image_attention(field, layout.inside, grid_size), layout.inside,
+                                  bg_threshold)
     clock.lap("attention")
 
-    # Eq. 5 / 7: CAMs of seen classes (per-box max normalisation), 1 - u0 for unseen ones
-    u_fg = features.new_zeros(n_cls, h, w)
-    if n_cls:
-        cam = features.new_zeros(n_cls, h, w)
-        seen_idx = torch.as_tensor(np.flatnonzero(is_seen), dtype=torch.int64, device=dev)
-        if len(seen_idx):
-            cam[seen_idx] = F.relu(field.dots(weight[torch.as_tensor(present[is_seen], device=dev)]))
-        u_fg = _per_box_normalised(cam, box_masks, box_cls, owner)
-        if not is_seen.all():
-            unseen_idx = torch.as_tensor(np.flatnonzero(~is_seen), dtype=torch.int64, device=dev)
-            u_fg[unseen_idx] = (1.0 - u0)[None] * class_masks[unseen_idx].to(u0.dtype)
-    if use_u0:
-        bg_unary = u0
-    else:  # "w/o u0": background-class CAM, normalised per box like the class CAMs
-        cam0 = F.relu(field.dots(weight[:1]))
-        owner0 = ids.amax(0, keepdim=True) if m else torch.zeros(1, h, w, dtype=torch.int64, device=dev)
-        zeros = torch.zeros(m, dtype=torch.int64, device=dev)
-        cam0 = _per_box_normalised(cam0, box_masks, zeros, owner0)[0]
-        bg_unary = torch.where(inside, cam0, cam0.new_ones(()))
-    unary = torch.cat([bg_unary[None], u_fg], 0)
-    unary = torch.where(inside[None], torch.softmax(unary, dim=0), unary)
-    clock.lap("unaries")
-
+    u_fg = class_unaries(field, weight, layout, u0)
+    unary = torch.cat([background_unary(field, weight, layout, u0, use_u0)[None], u_fg], 0)
+    unary = torch.where(layout.inside[None], torch.softmax(unary, dim=0), unary)
     unary_np = unary.cpu().numpy()
     clock.lap("unaries")
+
     probs = unary_np.copy() if crf is None else dense_crf(image, unary_np, params=crf, n_iter=n_iter)
     clock.lap("crf")
-    probs[1:] *= class_masks.cpu().numpy()
+    probs[1:] *= layout.class_masks.cpu().numpy()
     idx_crf = probs.argmax(0)
-    lut = labels.astype(np.uint8)
-    y_crf = lut[idx_crf]
-
-    # Eq. 6: prototypes from Y_crf (classifier weight when a label got no pixel), ReLU(cos)
-    idx_t = torch.as_tensor(idx_crf, device=dev)
-    lab_masks = (idx_t[None] == torch.arange(n_cls + 1, device=dev)[:, None, None]).to(features.dtype)
-    counts = lab_masks.sum(dim=(1, 2))
-    protos = field.masked_sums(lab_masks) / counts.clamp_min(1.0)[:, None]
-    empty = (counts == 0).cpu().numpy()
-    has_weight = np.concatenate([[True], is_seen])
-    fill = empty & has_weight
-    if fill.any():
-        protos[torch.as_tensor(np.flatnonzero(fill), device=dev)] = weight[torch.as_tensor(labels[fill], device=dev)]
-    corr = F.relu(field.cos(protos))
-    no_proto = np.flatnonzero(empty & ~has_weight)
-    if len(no_proto):  # unseen class without pixels in Y_crf: its class-agnostic unary stands in
-        corr[torch.as_tensor(no_proto, device=dev)] = u_fg[torch.as_tensor(no_proto - 1, device=dev)]
-    corr[0] = torch.where(inside, corr[0], corr.new_ones(()))
-    corr[1:] = corr[1:] * class_masks.to(corr.dtype)
+    lut = layout.labels.astype(np.uint8)
+    corr = retrieval_maps(field, torch.as_tensor(idx_crf, device=features.device), weight, layout, u_fg)
     y_ret = lut[_argmax0(corr).cpu().numpy()]
     clock.lap("retrieval")
-    return {"labels": labels, "attention": attention, "u0": u0, "u_fg": u_fg, "unary": unary, "probs": probs,
-            "corr": corr, "y_crf": y_crf, "y_ret": y_ret}
+    return {"labels": layout.labels, "attention": attention, "u0": u0, "u_fg": u_fg, "unary": unary,
+            "probs": probs, "corr": corr, "y_crf": lut[idx_crf], "y_ret": y_ret}
 
 
 def make_pseudo_labels(image: np.ndarray, features: Tensor, classifier_weight: Tensor, boxes: np.ndarray, *,
