@@ -1,4 +1,5 @@
-"""DenseCRF wrapper: shapes, normalisation, a clear-cut unary survives, odd inputs."""
+"""DenseCRF wrapper: shapes, normalisation, a clear-cut unary survives, odd inputs, the order of
+the five parameters as handed to pydensecrf."""
 
 from __future__ import annotations
 
@@ -59,3 +60,36 @@ def test_bad_shapes_raise():
         dense_crf(image, probs[0])
     with pytest.raises(ValueError, match="params"):
         dense_crf(image, probs, params=(4, 55, 3))
+
+
+def test_params_reach_pydensecrf_in_order(monkeypatch):
+    # (bi_w, bi_xy, bi_rgb, pos_w, pos_xy) as the released DENSE_CRF hands them on: Gaussian
+    # kernel (sxy=pos_xy, compat=pos_w), bilateral kernel (sxy=bi_xy, srgb=bi_rgb, compat=bi_w)
+    import pydensecrf.densecrf as dcrf
+
+    calls = {}
+    real = dcrf.DenseCRF2D
+
+    class Spy:  # a wrapper: pydensecrf's DenseCRF2D builds its C++ object only for itself, not subclasses
+        def __init__(self, *args):
+            self.crf = real(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.crf, name)
+
+        def addPairwiseGaussian(self, sxy, compat, *args, **kwargs):
+            calls["gaussian"] = dict(sxy=sxy, compat=compat)
+            return self.crf.addPairwiseGaussian(sxy, compat, *args, **kwargs)
+
+        def addPairwiseBilateral(self, sxy, srgb, rgbim, compat, *args, **kwargs):
+            calls["bilateral"] = dict(sxy=sxy, srgb=srgb, compat=compat, rgbim=rgbim)
+            return self.crf.addPairwiseBilateral(sxy, srgb, rgbim, compat, *args, **kwargs)
+
+    monkeypatch.setattr(dcrf, "DenseCRF2D", Spy)
+    image, probs = _two_region()
+    q = dense_crf(image, probs, params=(5, 50, 7, 2, 3), n_iter=2)
+    assert q.shape == probs.shape
+    assert calls["gaussian"] == dict(sxy=3.0, compat=2.0)
+    bilateral = calls["bilateral"]
+    np.testing.assert_array_equal(bilateral.pop("rgbim"), image)  # the RGB image as given
+    assert bilateral == dict(sxy=50.0, srgb=7.0, compat=5.0)

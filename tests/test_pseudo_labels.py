@@ -1,13 +1,26 @@
-"""Stage-2 pseudo labels: invariants on a synthetic two-class scene, Eq. 7, and the low-res path."""
+"""Stage-2 pseudo labels: invariants on a synthetic two-class scene, Eq. 7, the low-res path, and
+hand-computed cases of the steps (Eq. 4-6)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bana_core.pseudo_labels import make_pseudo_labels, pseudo_label_parts, upsample_matrix
+from bana_core.pseudo_labels import (
+    background_u0,
+    background_unary,
+    box_layout,
+    class_unaries,
+    feature_field,
+    make_pseudo_labels,
+    pseudo_label_parts,
+    retrieval_prototypes,
+    upsample_matrix,
+)
 
 H, W, C = 48, 64, 8
 BOXES = np.array([[4, 6, 30, 40, 3], [34, 10, 60, 44, 7]])
@@ -161,3 +174,93 @@ def test_no_boxes_and_bad_inputs():
         make_pseudo_labels(image, feats, weight, np.array([[0, 0, 4, 4, 0]]))
     with pytest.raises(ValueError, match="channels"):
         make_pseudo_labels(image, feats, weight[:, :4], BOXES)
+
+
+# -- hand-computed cases of the steps (Eq. 4-6) ------------------------------------------------
+
+
+def test_u0_cut_at_099_of_max_hand_computed():
+    # Eq. 4: A below 0.99 x max(A) -> 0; u0 = A inside the boxes, 1 outside
+    attention = torch.tensor([[0.5, 0.995], [1.0, 0.98]])
+    inside = torch.tensor([[True, True], [False, True]])
+    cut, u0 = background_u0(attention, inside, 0.99)
+    torch.testing.assert_close(cut, torch.tensor([[0.0, 0.995], [1.0, 0.0]]))
+    torch.testing.assert_close(u0, torch.tensor([[0.0, 0.995], [1.0, 0.0]]))
+    cut, u0 = background_u0(attention * 0.5, ~inside, 0.9)  # the cut follows the maximum: 0.45
+    torch.testing.assert_close(cut, torch.tensor([[0.0, 0.4975], [0.5, 0.49]]))
+    torch.testing.assert_close(u0, torch.tensor([[1.0, 1.0], [0.5, 1.0]]))
+
+
+def test_attention_and_u0_through_pseudo_label_parts_hand_computed():
+    # 2 x 4 image; column 0 is background with f = (1, 0), so the one prototype (grid 1) is (1, 0)
+    # and A(p) = ReLU(cos(f(p), (1, 0))) = ReLU(f0) / |f|
+    f = torch.tensor([[[1.0, 1.0, 0.0, 1.0], [1.0, -1.0, 1.0, 2.0]],
+                      [[0.0, 1.0, 1.0, 0.1], [0.0, 0.0, 0.0, 2.0]]])
+    r2 = 1 / math.sqrt(2)
+    a = torch.tensor([[1.0, r2, 0.0, 1 / math.sqrt(1.01)], [1.0, 0.0, 1.0, r2]])
+    boxes = np.array([[1, 0, 4, 2, 3]])
+    parts = pseudo_label_parts(np.zeros((2, 4, 3), np.uint8), f, torch.randn(21, 2), boxes, crf=None)
+    keep = a >= 0.99  # max A = 1: 1/sqrt(1.01) = 0.995 stays, 1/sqrt(2) goes
+    torch.testing.assert_close(parts["attention"], torch.where(keep, a, torch.zeros(())))
+    u0 = torch.where(keep, a, torch.zeros(()))
+    u0[:, 0] = 1.0  # outside the box
+    torch.testing.assert_close(parts["u0"], u0)
+    assert parts["u0"][0, 3].item() == pytest.approx(0.9950372)
+
+
+def _line_layout():
+    """1 x 6 image; two boxes of class 3 overlapping on pixel 3 (A: pixels 1-3, B: pixels 3-4)."""
+    f = torch.tensor([[[0.0, 2.0, 4.0, 1.0, 3.0, 0.0]],
+                      [[1.0, 2.0, 6.0, 3.0, 1.0, 5.0]]])  # [C=2, H=1, W=6]
+    boxes = np.array([[1, 0, 4, 1, 3], [3, 0, 5, 1, 3]])
+    weight = torch.zeros(21, 2)
+    weight[0] = torch.tensor([0.0, 1.0])  # background CAM = f1
+    weight[3] = torch.tensor([1.0, 0.0])  # class-3 CAM = f0
+    layout = box_layout(boxes, 1, 6, n_weights=21)
+    return feature_field(f, (1, 6)), weight, layout
+
+
+def test_cams_normalised_per_box_hand_computed():
+    field, weight, layout = _line_layout()
+    u_fg = class_unaries(field, weight, layout, torch.ones(1, 6))
+    # box A's max is 4 (pixel 2), box B's 3 (pixel 4); pixel 3 lies in both: the box listed last
+    # (B) holds, as the released code writes the boxes in order; 0 outside the class's boxes
+    expected = torch.tensor([[[0.0, 2 / 4, 4 / 4, 1 / 3, 3 / 3, 0.0]]])
+    torch.testing.assert_close(u_fg, expected)
+    # "w/o u0": the background CAM f1, normalised the same way (A: max 6, B: max 3), 1 outside
+    bg = background_unary(field, weight, layout, torch.full((1, 6), 7.0), use_u0=False)
+    torch.testing.assert_close(bg, torch.tensor([[1.0, 2 / 6, 6 / 6, 3 / 3, 1 / 3, 1.0]]))
+    assert torch.equal(background_unary(field, weight, layout, torch.full((1, 6), 7.0), use_u0=True),
+                       torch.full((1, 6), 7.0))
+
+
+def test_unseen_class_unary_is_one_minus_u0_in_its_boxes():
+    field, weight, layout = _line_layout()
+    layout = box_layout(np.array([[1, 0, 4, 1, 3], [3, 0, 5, 1, 3]]), 1, 6, seen_classes=[], n_weights=21)
+    u0 = torch.tensor([[1.0, 0.25, 0.0, 0.5, 1.0, 1.0]])
+    u_fg = class_unaries(field, weight, layout, u0)
+    torch.testing.assert_close(u_fg, torch.tensor([[[0.0, 0.75, 1.0, 0.5, 0.0, 0.0]]]))
+
+
+def test_retrieval_prototypes_hand_computed():
+    f = torch.tensor([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+                      [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]])  # [C=2, H=2, W=3]
+    idx_crf = torch.tensor([[0, 0, 1], [1, 1, 0]])  # channel of each pixel in Y_crf
+    labels = np.array([0, 3, 7, 9])
+    weight = torch.zeros(21, 2)
+    weight[7] = torch.tensor([0.5, -2.0])
+    has_weight = np.array([True, True, True, False])  # label 9: unseen, no usable row
+    protos, empty = retrieval_prototypes(feature_field(f, (2, 3)), idx_crf, weight, labels, has_weight)
+    expected = torch.tensor([[(1 + 2 + 6) / 3, (0 + 0 + 1) / 3],  # mean over channel 0's pixels
+                             [(3 + 4 + 5) / 3, 1.0],  # channel 1's
+                             [0.5, -2.0],  # label 7: no pixel, its classifier row
+                             [0.0, 0.0]])  # label 9: no pixel, no row
+    torch.testing.assert_close(protos, expected)
+    assert empty.tolist() == [False, False, True, True]
+
+
+def test_without_u0_and_no_boxes_is_background():
+    image, feats, weight, _ = _scene()
+    parts = pseudo_label_parts(image, feats, weight, np.zeros((0, 5), int), crf=None, use_u0=False)
+    assert not parts["y_crf"].any() and not parts["y_ret"].any()
+    assert torch.all(parts["unary"] == 1)
