@@ -77,7 +77,7 @@ cd "$WORK" || exit 1
 if step workflow 270 env PYTHONPATH="$WORK" BANA_GPU_LOCK_DIR="$WORK/gpu-locks" \
         "$PY" -m snakemake --cores "$CORES" --configfile check.yaml --config device=cuda; then
     n_tables=$(find "results/$run/tables" -type f 2>/dev/null | wc -l)
-    n_leases=$(grep -l "GPU lease: device" results/"$run"/logs/*.log 2>/dev/null | wc -l)
+    n_leases=$(grep -rl --include="*.log" "GPU lease: device" "results/$run/logs" 2>/dev/null | wc -l)
     echo "workflow: $n_tables table files, $n_leases job logs with a GPU lease (results/$run)" | tee -a "$SUMMARY"
     if [ "$n_tables" -eq 0 ] || [ "$n_leases" -eq 0 ]; then
         echo "workflow       FAILED  no tables or no job ran on the GPU" | tee -a "$SUMMARY"
