@@ -76,7 +76,9 @@ def background_prototypes(features: Tensor, bg_mask: Tensor, grid_size: int) -> 
     sums = torch.bmm(features.reshape(n, c, h * w), cell_masks)  # [N, C, J]
     counts = cell_masks.sum(1)  # [N, J]
     valid = counts > 0
-    protos = (sums / counts.clamp_min(_EPS)[:, None, :]).transpose(1, 2)
+    # counts are whole pixels: clamping at 1 changes no valid cell (an empty cell's sum is 0 too) and,
+    # unlike a tiny epsilon, survives fp16 (1e-12 rounds to 0 there and an empty cell gave 0/0 = NaN)
+    protos = (sums / counts.clamp_min(1.0)[:, None, :]).transpose(1, 2)
     return protos, valid
 
 
