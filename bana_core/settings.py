@@ -21,13 +21,13 @@ PRETRAIN_KEYS = ("iterations", "batch_size", "lr")
 PRETRAIN_BACKBONE_KEYS = {"vgg": ("width", "batch_norm"), "resnet": ("depth", "width")}
 # bana_core.stage3.train_segmenter, for every segmenter; lam and damp only when the segmenter
 # does not carry its own (the Fig. 3 grid), see bana_core.stage3.loss_params.
-STAGE3_TRAIN_KEYS = ("crop_size", "momentum", "weight_decay", "lr_power", "classifier_lr_mult", "temperature",
+STAGE3_TRAIN_KEYS = ("crop_size", "momentum", "weight_decay", "lr_power", "warmup", "classifier_lr_mult", "temperature",
                      "detach_sigma", "bootstrap_beta", "augment", "checkpoint_every")
 # The arch block as training reads it (and stores in the weights' meta for prediction); its
 # `crf` belongs to the CRF step (rule crf_segmenter).
 ARCH_TRAIN_KEYS = {"v1": ("width", "batch_norm", "fc6_dilation", "dropout", "pretrained", "lr", "batch_size",
                           "iterations"),
-                   "v2": ("depth", "aspp_rates", "width", "pretrained", "lr", "batch_size", "iterations")}
+                   "v2": ("depth", "aspp_rates", "width", "feat_dim", "pretrained", "lr", "batch_size", "iterations")}
 # bana_core.stage2.generate_shard (its grid comes from the label set's name) and
 # bana_core.voc_to_coco.generate_coco_shard (the default generation grid).
 STAGE2_SHARD_KEYS = ("bg_threshold", "crf")

@@ -40,6 +40,7 @@ def segmenter_from_config(arch: str, arch_cfg: dict, *, temperature: float,
         kwargs["dropout"] = arch_cfg.get("dropout", 0.5)
     else:
         kwargs["resnet_depth"] = arch_cfg.get("depth", 101)
+        kwargs["feat_dim"] = arch_cfg.get("feat_dim", 256)
         kwargs["aspp_rates"] = tuple(arch_cfg.get("aspp_rates", (6, 12, 18, 24)))
     return build_segmenter(arch, **kwargs)
 
@@ -96,7 +97,8 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
         return total, parts
 
     spec = TrainSpec(iterations=arch_cfg["iterations"], lr=arch_cfg["lr"],
-                     lr_factor=poly_lr(arch_cfg["iterations"], stage3["lr_power"]), seed=seed,
+                     lr_factor=poly_lr(arch_cfg["iterations"], stage3["lr_power"], warmup=stage3.get("warmup", 0)),
+                     seed=seed,
                      checkpoint=work_dir / "checkpoint.pt", checkpoint_every=stage3["checkpoint_every"],
                      log_csv=work_dir / "train_log.csv", progress=progress, desc=f"stage3 {seg.name}")
     history = train(model, optimizer, batches, step, spec, device)

@@ -29,8 +29,10 @@ def step_lr(steps: Iterable[int], gamma: float) -> Callable[[int], float]:
     return lambda it: gamma ** sum(it >= s for s in steps)
 
 
-def poly_lr(iterations: int, power: float) -> Callable[[int], float]:
-    return lambda it: (1 - it / iterations) ** power
+def poly_lr(iterations: int, power: float, warmup: int = 0) -> Callable[[int], float]:
+    """DeepLab's poly schedule, optionally after a linear warm-up of ``warmup`` iterations (the
+    demo's from-scratch ASPP and cosine classifier diverge in their first steps at a useful lr)."""
+    return lambda it: min(1.0, (it + 1) / warmup if warmup else 1.0) * (1 - it / iterations) ** power
 
 
 @dataclass

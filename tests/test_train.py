@@ -61,6 +61,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 def test_lr_schedules():
     assert step_lr([5000], 0.1)(4999) == 1 and step_lr([5000], 0.1)(5000) == pytest.approx(0.1)
     assert poly_lr(100, 0.9)(0) == 1 and poly_lr(100, 0.9)(50) == pytest.approx(0.5 ** 0.9)
+    warm = poly_lr(100, 0.9, warmup=10)
+    assert warm(0) == pytest.approx(0.1 * 1.0) and warm(4) == pytest.approx(0.5 * 0.96 ** 0.9)
+    assert warm(9) == pytest.approx(0.91 ** 0.9) and warm(50) == pytest.approx(0.5 ** 0.9)  # poly after it
 
 
 def test_weights_round_trip_and_errors(tmp_path):
