@@ -14,7 +14,6 @@ rule table:
         md=f"{TABLES}/{{table}}.md",
     params:
         experiments=experiments.experiment_settings(config),  # the job rebuilds EXP: keys need no params
-        run_dir=R,
         title=lambda wc: tables.TABLE_SPECS[wc.table].caption,
         published=lambda wc: paper_results(wc.table),
         code=script_code("make_table"),

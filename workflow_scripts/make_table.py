@@ -10,7 +10,8 @@ from bana_core.workflow_utils import run_script
 
 def main(smk):
     name = smk.wildcards.table
-    files = table_inputs(name, Experiments(smk.params.experiments), smk.params.run_dir)
+    run_dir = Path(smk.output.csv).parent.parent  # <run>/tables/<name>.csv
+    files = table_inputs(name, Experiments(smk.params.experiments), run_dir)
     if sorted(map(str, files.values())) != sorted(smk.input):  # the rule's inputs come from the same spec
         raise BanaError(f"table {name}: inputs {list(smk.input)} are not the spec's {list(files.values())}")
     df = build_table(name, {key: read_json(path) for key, path in files.items()}, smk.params.published)
