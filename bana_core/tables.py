@@ -165,12 +165,12 @@ def with_published(ours: pd.DataFrame, published: Mapping[str, Mapping] | None) 
     return out
 
 
-def write_table(df: pd.DataFrame, stem: str | Path, title: str = "") -> None:
-    """Write ``<stem>.csv`` and ``<stem>.md`` atomically."""
+def write_table(df: pd.DataFrame, stem: str | Path, title: str = "", floatfmt: str = ".1f") -> None:
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically (``floatfmt``: the .md's numbers)."""
     stem = Path(stem)
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         df.to_csv(tmp)
-    md = (f"**{title}**\n\n" if title else "") + df.to_markdown(floatfmt=".1f") + "\n"
+    md = (f"**{title}**\n\n" if title else "") + df.to_markdown(floatfmt=floatfmt) + "\n"
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(md)
 

@@ -269,3 +269,15 @@ def test_cells_of_health_checks():
     assert met["v2-nal: fit ratio (/ Ycrf 80.0)"] == "no" and met["v2-ce_ret: fit ratio (/ Yret 60.0)"] == "yes"
     assert value["v2-ce_ret: val mIoU after CRF (%)"] == 55.0
     assert met["box fill baseline: val mIoU (%)"] == ""
+
+
+def test_write_table_markdown_precision(tmp_path):
+    from bana_core.tables import write_table
+
+    df = pd.DataFrame({"value": {"fit ratio": 0.606, "mIoU": 49.6}})
+    write_table(df, tmp_path / "t", title="T", floatfmt=".2f")
+    md = (tmp_path / "t.md").read_text()
+    assert "0.61" in md and "49.60" in md
+    write_table(df, tmp_path / "u")
+    assert "0.6 " in (tmp_path / "u.md").read_text()
+    assert pd.read_csv(tmp_path / "t.csv", index_col=0).loc["fit ratio", "value"] == 0.606  # csv keeps all

@@ -14,7 +14,8 @@ def main(smk):
         seg = parse_segmenter(model)
         segmenters[(seg.arch, seg.loss)] = read_json(path)
     df = health_checks(accuracies, read_json(smk.input.box_fill[0]), read_json(smk.input.bap), segmenters)
-    write_table(df, Path(smk.output.csv).with_suffix(""), title="Health checks: did every stage learn?")
+    write_table(df, Path(smk.output.csv).with_suffix(""), title="Health checks: did every stage learn?",
+                floatfmt=".2f")  # fit ratios need two decimals
 
 
 run_script(snakemake, main)  # noqa: F821
