@@ -1,6 +1,7 @@
 """What a finished run took and showed, regenerated from its files (README's demo numbers).
 
-``python -m bana_core.run_summary results/demo [--snakemake-log .snakemake/log/<file>]`` prints
+``python -m bana_core.run_summary results/demo --snakemake-log .snakemake/log --data-logs
+data/logs/synthetic`` prints
 the commit, the wall time (first to last timestamp of Snakemake's log), the job time per stage
 (sum of the rules' ``benchmark:`` files, so two jobs at once count twice) and the headline
 numbers of the tables, as Markdown that README quotes verbatim.
@@ -54,10 +55,23 @@ def job_seconds(run_dir: Path, data_logs: Path | None = None) -> dict[str, tuple
     return {stage: (out[stage][0], out[stage][1]) for stage, _ in STAGES if stage in out}
 
 
+def _log_times(log: Path) -> list[datetime]:
+    return [datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+            for line in log.read_text().splitlines() if (m := _LOG_TIME.match(line.strip()))]
+
+
 def wall_seconds(snakemake_log: Path) -> float:
-    """First to last timestamp of a Snakemake log (the whole run when the log is of one run)."""
-    times = [datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
-             for line in snakemake_log.read_text().splitlines() if (m := _LOG_TIME.match(line.strip()))]
+    """First to last timestamp of a Snakemake log (the whole run when the log is of one run).
+
+    Given a folder (``.snakemake/log``), the log with the most job timestamps: the run itself, not
+    the report's nested ``snakemake --report``, which logs no job."""
+    snakemake_log = Path(snakemake_log)
+    if snakemake_log.is_dir():
+        logs = sorted(snakemake_log.glob("*.snakemake.log"))
+        if not logs:
+            raise ValueError(f"{snakemake_log}: no Snakemake logs")
+        snakemake_log = max(logs, key=lambda p: len(_log_times(p)))
+    times = _log_times(snakemake_log)
     if len(times) < 2:
         raise ValueError(f"{snakemake_log}: no job timestamps")
     return (max(times) - min(times)).total_seconds()
@@ -95,7 +109,8 @@ def summary(run_dir: Path, *, snakemake_log: Path | None = None, data_logs: Path
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--snakemake-log", type=Path, help="the run's .snakemake/log/<time>.snakemake.log")
+    parser.add_argument("--snakemake-log", type=Path,
+                        help="the run's .snakemake/log/<time>.snakemake.log, or the folder (the run's log is found)")
     parser.add_argument("--data-logs", type=Path, help="the dataset's log folder (data/logs/<name>)")
     args = parser.parse_args(argv)
     print(summary(args.run_dir, snakemake_log=args.snakemake_log, data_logs=args.data_logs), end="")

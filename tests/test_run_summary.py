@@ -48,3 +48,11 @@ def test_wall_time_and_summary(tmp_path):
     text = summary(run, snakemake_log=log)
     assert "Wall time: **11.5 min**" in text
     assert "| pretraining | 1 | 100 |" in text and "**Claims**" in text
+
+
+def test_wall_time_picks_the_run_log_in_a_folder(tmp_path):
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "2026-11-29T014446.snakemake.log").write_text("[Sun Nov 29 01:44:48 2026]\n[Sun Nov 29 02:07:53 2026]\n")
+    (logs / "2026-11-29T020753.snakemake.log").write_text("Building DAG of jobs...\n")  # the report's own run
+    assert wall_seconds(logs) == 23 * 60 + 5
