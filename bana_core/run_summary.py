@@ -88,7 +88,7 @@ def commit(repo: Path) -> str:
 def summary(run_dir: Path, *, snakemake_log: Path | None = None, data_logs: Path | None = None,
             repo: Path | None = None) -> str:
     run_dir = Path(run_dir)
-    lines = [f"Run `{run_dir}` at commit `{commit(repo or Path.cwd())}`."]
+    lines = [f"Run `{run_dir}` at commit `{commit(repo or run_dir)}`."]  # the checkout the run lies in
     if snakemake_log is not None:
         lines.append(f"Wall time: **{wall_seconds(snakemake_log) / 60:.1f} min** (Snakemake's log, first to last job).")
     stages = job_seconds(run_dir, data_logs)
