@@ -84,6 +84,8 @@ def _agnostic_vs_cams(t: Tables) -> float:
 
 
 T3, T5, T7 = "table3_pseudo_labels", "table5_segmentation", "table7_losses"
+# Every table some claim reads (the claims rule's inputs).
+CLAIM_TABLES = (T3, "table4_voc_to_coco", T5, "table6_grid_size", T7, "table9_class_agnostic", "fig3_lambda_damp")
 MIOU = "mIoU (val)"
 
 CLAIMS: tuple[Claim, ...] = (

@@ -70,8 +70,9 @@ def wall_seconds(snakemake_log: Path) -> float:
         logs = sorted(snakemake_log.glob("*.snakemake.log"))
         if not logs:
             raise ValueError(f"{snakemake_log}: no Snakemake logs")
-        snakemake_log = max(logs, key=lambda p: len(_log_times(p)))
-    times = _log_times(snakemake_log)
+        times = max((_log_times(p) for p in logs), key=len)
+    else:
+        times = _log_times(snakemake_log)
     if len(times) < 2:
         raise ValueError(f"{snakemake_log}: no job timestamps")
     return (max(times) - min(times)).total_seconds()

@@ -1,7 +1,9 @@
 # Shared helpers: config validation, paths, experiment lists, code-version params.
+import functools
 import sys
 from pathlib import Path
 
+from bana_core import claims as claim_specs
 from bana_core import experiments, settings, tables
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
@@ -67,12 +69,17 @@ def script_code(name):
     return code_version(Path(workflow.basedir) / "workflow_scripts" / f"{name}.py")
 
 
-def published_results(table):
-    """The published numbers of one table (config/paper_results.yaml)."""
+@functools.cache
+def _published():
     import yaml
 
     with open(workflow.source_path("../config/paper_results.yaml")) as f:
-        return yaml.safe_load(f).get(table, {})
+        return yaml.safe_load(f)
+
+
+def published_results(table):
+    """The published numbers of one table (config/paper_results.yaml, read once)."""
+    return _published().get(table, {})
 
 
 def paper_results(table):

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import scipy.io
 import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
+from test_download import zip_bytes
 
 from bana_core.config import load_config, load_yaml, validate_config
 from bana_core.data.coco import load_coco, save_coco_index
@@ -519,14 +519,6 @@ def tar_gz(members: dict[str, bytes], *, link: tuple[str, str] | None = None) ->
     return buf.getvalue()
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def archive_case(name: str, filename: str, content: bytes, error, *fragments: str, md5: str | None = None):
     def build(tmp_path):
         src = tmp_path / "mirror" / filename
@@ -541,7 +533,7 @@ def archive_case(name: str, filename: str, content: bytes, error, *fragments: st
 
 archive_case("member with ..", "VOCtrainval.tar.gz", tar_gz({"VOCdevkit/a": b"1", "../escaped.txt": b"x"}),
              UnsafeArchiveError, "'../escaped.txt'")
-archive_case("absolute member", "voc.zip", zip_of({"/tmp/escaped.txt": b"x"}), UnsafeArchiveError,
+archive_case("absolute member", "voc.zip", zip_bytes({"/tmp/escaped.txt": b"x"}), UnsafeArchiveError,
              "'/tmp/escaped.txt'", "absolute path")
 archive_case("symlink out", "voc.tar.gz", tar_gz({"VOCdevkit/a": b"1"}, link=("VOCdevkit/out", "../../x")),
              UnsafeArchiveError, "'VOCdevkit/out'", "outside the extraction folder")
