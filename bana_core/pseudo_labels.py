@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .bap import grid_cell_index
 from .crf import dense_crf
+from .models.deeplab import ALIGN_CORNERS
 
 __all__ = [
     "BoxLayout",
@@ -101,7 +102,7 @@ class _UpsampledField(_DenseField):
       f(i+di, j+dj)>``.
     """
 
-    def __init__(self, features: Tensor, size: tuple[int, int], align_corners: bool = False):
+    def __init__(self, features: Tensor, size: tuple[int, int], align_corners: bool = ALIGN_CORNERS):
         self.f = features
         self.c, self.lh, self.lw = features.shape
         self.h, self.w = size
@@ -269,7 +270,7 @@ def box_layout(boxes: np.ndarray, h: int, w: int, *, seen_classes: Iterable[int]
                      owner=owner, class_masks=owner > 0, inside=inside)
 
 
-def feature_field(features: Tensor, size: tuple[int, int], align_corners: bool = False) -> _DenseField:
+def feature_field(features: Tensor, size: tuple[int, int], align_corners: bool = ALIGN_CORNERS) -> _DenseField:
     """Features ``[C, H, W]`` at image ``size`` as they are, or ``[C, h, w]`` seen through exact
     bilinear upsampling to it (:class:`_UpsampledField`)."""
     if tuple(features.shape[-2:]) == tuple(size):
@@ -326,7 +327,14 @@ def class_unaries(field: _DenseField, weight: Tensor, layout: BoxLayout, u0: Ten
 def background_unary(field: _DenseField, weight: Tensor, layout: BoxLayout, u0: Tensor, use_u0: bool) -> Tensor:
     """The background channel of the unary, ``[H, W]``: u0 (Eq. 4), or for "w/o u0" the
     background-class CAM normalised by its maximum in each box like the class CAMs (Eq. 5 with
-    w_0), 1 outside the boxes either way."""
+    w_0), 1 outside the boxes either way.
+
+    Which "w/o u0": the released code has no such variant. The paper and the report describe it
+    only as using u_b, "the background class activation map", in place of u0; this is that map
+    put exactly where u0 goes, in the form Eq. 5 gives every CAM. [Re]'s ``stage2.py`` instead
+    zeroes the background CAM inside every box (no background cue there at all) and divides it
+    by its image maximum outside them, which is not "u_b in place of u0"; no table needs that
+    variant, so it is not kept (README, "Where we differ from the released code")."""
     m = len(layout.box_cls)
     if use_u0 or not m:  # without boxes both are 1 everywhere
         return u0
@@ -376,7 +384,7 @@ def retrieval_maps(field: _DenseField, idx_crf: Tensor, weight: Tensor, layout: 
 def pseudo_label_parts(image: np.ndarray, features: Tensor, classifier_weight: Tensor, boxes: np.ndarray, *,
                        grid_size: int = 1, bg_threshold: float = 0.99,
                        crf: Sequence[float] | None = (4, 55, 3, 3, 3), use_u0: bool = True,
-                       seen_classes: Iterable[int] | None = None, align_corners: bool = False,
+                       seen_classes: Iterable[int] | None = None, align_corners: bool = ALIGN_CORNERS,
                        n_iter: int = 10, timings: dict | None = None) -> dict:
     """:func:`make_pseudo_labels` with its intermediate maps; see there for the arguments.
 
@@ -420,14 +428,15 @@ def pseudo_label_parts(image: np.ndarray, features: Tensor, classifier_weight: T
 def make_pseudo_labels(image: np.ndarray, features: Tensor, classifier_weight: Tensor, boxes: np.ndarray, *,
                        grid_size: int = 1, bg_threshold: float = 0.99,
                        crf: Sequence[float] | None = (4, 55, 3, 3, 3), use_u0: bool = True,
-                       seen_classes: Iterable[int] | None = None, align_corners: bool = False,
+                       seen_classes: Iterable[int] | None = None, align_corners: bool = ALIGN_CORNERS,
                        n_iter: int = 10, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo labels ``(Y_crf, Y_ret)`` of one image, uint8 ``[H, W]`` maps of box labels (0 = background).
 
     * ``image``: uint8 H x W x 3 RGB (the CRF's colour term).
     * ``features``: ``[C, H, W]`` at image size, or ``[C, h, w]`` backbone output: then the result
       is exactly that of bilinearly upsampled features (``align_corners`` as F.interpolate;
-      the released code upsamples with ``align_corners=True``), without forming them.
+      default True, as the released code: :data:`bana_core.models.deeplab.ALIGN_CORNERS`),
+      without forming them.
     * ``classifier_weight``: ``[num_labels, C]``, row = label (row 0 = background).
     * ``boxes``: int ``[M, 5]`` = x1, y1, x2, y2 (exclusive), label.
     * ``grid_size``: generation grid N for the background prototypes; ``bg_threshold``: A below

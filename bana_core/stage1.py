@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 def build_classifier(backbone_cfg: dict, *, pool: str, grid_size: int, roi_size=(2, 2),
                      min_bg_fraction: float = 0.125, pretrained: str | None = None) -> BoxClassifier:
+    # Dropout2d after fc6 and fc7 while training, as the released classifier; weights saved
+    # before the key existed were trained without it.
     backbone = build_backbone("vgg16", width=backbone_cfg.get("width", 1.0),
                               batch_norm=backbone_cfg.get("batch_norm", False), fc6_dilation=1,
-                              pretrained=pretrained)
+                              dropout=backbone_cfg.get("dropout", 0.0), pretrained=pretrained)
     return BoxClassifier(backbone, backbone.out_channels, NUM_VOC_CLASSES, pool=pool, grid_size=grid_size,
                          roi_size=tuple(roi_size), min_bg_fraction=min_bg_fraction)
 

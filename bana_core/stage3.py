@@ -10,7 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -23,7 +22,7 @@ from .io import atomic_dir, write_json
 from .label_index import read_pseudo_label_index
 from .losses import build_loss
 from .models import build_segmenter, place_model
-from .models.deeplab import DeepLab
+from .models.deeplab import DeepLab, resize_bilinear
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
         y_crf, y_ret = batch["y_crf"].to(device), batch["y_ret"].to(device)
         cosine = model(images)["cosine"].float()
         # Scores are upsampled to label size (bilinear keeps cosines in [-1, 1]).
-        cosine = F.interpolate(cosine, size=y_crf.shape[-2:], mode="bilinear", align_corners=False)
+        cosine = resize_bilinear(cosine, y_crf.shape[-2:])
         total, parts = loss_fn(cosine, y_crf, y_ret)
         return total, parts
 
@@ -118,12 +117,11 @@ def predict_logits(model: DeepLab, image: np.ndarray, *, scales: Sequence[float]
     total = torch.zeros(model.num_classes, h, w, device=device)
     n = 0
     for s in scales:
-        xs = x if s == 1 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False,
-                                            recompute_scale_factor=False)
+        xs = x if s == 1 else resize_bilinear(x, scale=s)
         batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(batch)["logits"].float()
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        logits = resize_bilinear(logits, (h, w))
         if flip:
             logits = torch.stack([logits[0], logits[1].flip(-1)])
         total += logits.sum(0)

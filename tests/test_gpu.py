@@ -276,6 +276,7 @@ def test_stage1_training_steps_cpu_vs_cuda(cuda):
 def test_stage3_training_steps_cpu_vs_cuda(cuda):
     from bana_core.data.transforms import normalize
     from bana_core.losses import noise_aware_loss
+    from bana_core.models.deeplab import resize_bilinear
     from bana_core.stage3 import segmenter_from_config
 
     def build():
@@ -293,7 +294,7 @@ def test_stage3_training_steps_cpu_vs_cuda(cuda):
 
     def loss_of(model, batch):  # stage3.train_segmenter's step
         cosine = model(normalize(batch["images"]))["cosine"].float()
-        cosine = F.interpolate(cosine, size=batch["y_crf"].shape[-2:], mode="bilinear", align_corners=False)
+        cosine = resize_bilinear(cosine, batch["y_crf"].shape[-2:])
         return noise_aware_loss(cosine, batch["y_crf"], batch["y_ret"])
 
     _train_both(cuda, build, make_batch, loss_of)

@@ -557,3 +557,69 @@ def test_place_model_channels_last_same_outputs_and_round_trip(tmp_path):
         assert torch.equal(a, b), name
     torch.testing.assert_close(loaded.features(x), got, rtol=0, atol=0)
 
+
+
+# --- stage-1 dropout, as the released classifier ------------------------------------------------
+
+def test_stage1_classifier_drops_fc_channels_while_training_only():
+    from bana_core.stage1 import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier({"width": 0.125, "batch_norm": True, "dropout": 0.5}, pool="bap", grid_size=2)
+    assert isinstance(model.backbone.drop6, nn.Dropout2d) and model.backbone.drop6.p == 0.5
+    assert isinstance(model.backbone.drop7, nn.Dropout2d) and model.backbone.drop7.p == 0.5
+    x = torch.randn(2, 3, 40, 56)
+    model.train()
+    f = model.features(x)  # [2, 128, 5, 7]
+    dropped = (f.flatten(2).abs().amax(-1) == 0).float().mean()  # whole channels zeroed by drop7
+    assert 0.3 < dropped < 0.7
+    model.eval()
+    torch.testing.assert_close(model.features(x), model.features(x), rtol=0, atol=0)
+    assert (model.features(x).flatten(2).abs().amax(-1) == 0).float().mean() < 0.3
+    # weights saved before the key existed: no dropout
+    plain = build_classifier({"width": 0.125, "batch_norm": True}, pool="bap", grid_size=2)
+    assert isinstance(plain.backbone.drop6, nn.Identity)
+
+
+def test_stage1_dropout_key_defaults_to_the_released_value(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from bana_core.config import validate_config
+
+    root = Path(__file__).resolve().parents[1]
+    schema = root / "config" / "schema.yaml"
+    paper = validate_config(yaml.safe_load((root / "config" / "voc2012.yaml").read_text()), schema)
+    assert paper["stage1"]["backbone"]["dropout"] == 0.5
+    tiny = validate_config(yaml.safe_load((root / "tests" / "data" / "tiny_config.yaml").read_text()), schema)
+    assert tiny["stage1"]["backbone"]["dropout"] == 0.5  # the schema's default
+    bad = yaml.safe_load((root / "tests" / "data" / "tiny_config.yaml").read_text())
+    bad["stage1"]["backbone"]["dropout"] = 1.0
+    with pytest.raises(ConfigError, match="dropout"):
+        validate_config(bad, schema)
+
+
+# --- geometry: output stride 8 and align_corners=True --------------------------------------------
+
+def test_features_of_a_321_crop_sit_on_pixels_0_8_to_320():
+    from bana_core.models.deeplab import resize_bilinear
+
+    backbone = build_backbone("vgg16", width=0.125, batch_norm=False, fc6_dilation=1).eval()
+    with torch.no_grad():
+        for m in backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(0.01)
+                m.bias.zero_()
+        x = torch.ones(1, 3, 321, 321)
+        base = backbone(x)
+        assert base.shape[-2:] == (41, 41)
+        # one bright pixel at (160, 160) changes a block of features centred on feature (20, 20):
+        # feature i's receptive field is centred on pixel 8i
+        x[..., 160, 160] = 1e4
+        rows, cols = torch.nonzero((backbone(x) - base)[0].abs().amax(0) > 0, as_tuple=True)
+    assert rows.min() + rows.max() == 40 and cols.min() + cols.max() == 40
+    # and resizing 41 -> 321 puts feature i on pixel 8i exactly (align_corners=True)
+    f = torch.arange(41, dtype=torch.float64).expand(1, 1, 41, 41)
+    up = resize_bilinear(f, (321, 321))[0, 0, 0]
+    assert torch.equal(up[::8], torch.arange(41, dtype=torch.float64))

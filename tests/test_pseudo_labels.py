@@ -155,7 +155,7 @@ def test_low_res_features_equal_upsampled_features(grid_size, align):
 def test_low_res_path_with_crf_and_timings():
     image, feats, weight, _ = _scene()
     low = F.avg_pool2d(feats[None], 8)[0]  # 6 x 8
-    big = F.interpolate(low[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+    big = F.interpolate(low[None], size=(H, W), mode="bilinear", align_corners=True)[0]  # the default
     timings: dict = {}
     a = make_pseudo_labels(image, low, weight, BOXES, timings=timings)
     b = make_pseudo_labels(image, big, weight, BOXES)

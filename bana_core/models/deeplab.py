@@ -26,6 +26,21 @@ from .weights import init_backbone
 __all__ = ["DeepLab", "CosineClassifier", "ARCHS"]
 
 ARCHS = ("v1", "v2")
+
+# Output-stride-8 maps are resized with align_corners=True, as the released code does it (stage-2
+# features to image size; stage-3 scores to label size, and the inputs of multi-scale testing):
+# feature i of the backbone sits on input pixel 8i, which True maps exactly when the input has
+# 8k + 1 pixels (the paper's 321 crops -> 41 features). False would shift the map by up to 0.43
+# feature pixels (3.4 image pixels) at the borders of a 321 crop.
+ALIGN_CORNERS = True
+
+
+def resize_bilinear(x: Tensor, size: tuple[int, int] | None = None, *, scale: float | None = None) -> Tensor:
+    """``x`` ``[N, C, h, w]`` bilinearly resized to ``size`` (or by ``scale``), corners aligned."""
+    if scale is not None:
+        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=ALIGN_CORNERS,
+                             recompute_scale_factor=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
 DEFAULT_FEAT_DIM = {"v1": 1024, "v2": 256}  # LargeFOV's fc7; BANA's released DeepLab_ASPP (ndim = 256)
 
 
