@@ -72,4 +72,4 @@ for _seed in FURTHER_SEEDS:
     use rule * from _seed_module exclude all, report as _seed_rules*
 
     # `localrules` inside a module names the unprefixed rules: mark the module's copies here.
-    workflow.localrules(*(_seed_rules + name for name in LOCAL_RULES))
+    workflow.localrules(*(_seed_rules + name for name in LOCAL_RULES if name not in ("all", "report")))

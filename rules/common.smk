@@ -38,6 +38,10 @@ COCO = f"{DATA}/coco"
 DATA_LOGS = f"data/logs/{DATA_NAME}"
 GPUS = config["gpus_per_job"]
 EXP = experiments.Experiments(config)
+TABLES = f"{R}/tables"
+# The tables bana_core.claims reads, as far as this config builds them (Table 4 only with COCO);
+# what each further seed builds (config `seeds`).
+CLAIM_TABLES = [spec.name for spec in tables.tables_of(EXP) if spec.name in claim_specs.CLAIM_TABLES]
 
 
 wildcard_constraints:
@@ -145,3 +149,9 @@ def all_targets():
         targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                     for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
+
+
+def seed_tables(seed):
+    """The claim tables' CSVs of one seed of this run: seeds[0]'s are the run's own."""
+    folder = TABLES if seed == config["seeds"][0] else f"{seeds.seed_run_dir(R, seed)}/tables"
+    return [f"{folder}/{t}.csv" for t in CLAIM_TABLES]

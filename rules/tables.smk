@@ -1,9 +1,4 @@
-# Tables 3-9, Fig. 3, the health checks, the claims, the figures, and the HTML report.
-
-TABLES = f"{R}/tables"
-# The tables bana_core.claims reads, as far as this config builds them (Table 4 only with COCO);
-# what each further seed builds (config `seeds`).
-CLAIM_TABLES = [spec.name for spec in tables.tables_of(EXP) if spec.name in claim_specs.CLAIM_TABLES]
+# Tables 3-9, Fig. 3, the health checks, the claim tables over seeds, the claims, the figures, and the HTML report.
 
 
 rule table:
@@ -135,12 +130,6 @@ rule report:
         f"{R}/benchmarks/report.tsv"
     script:
         "../workflow_scripts/report.py"
-
-
-def seed_tables(seed):
-    """The claim tables' CSVs of one seed of this run: seeds[0]'s are the run's own."""
-    folder = TABLES if seed == config["seeds"][0] else f"{seeds.seed_run_dir(R, seed)}/tables"
-    return [f"{folder}/{t}.csv" for t in CLAIM_TABLES]
 
 
 rule seed_table:
