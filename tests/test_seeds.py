@@ -2,6 +2,7 @@
 with config/config.yaml."""
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def test_two_seeds_end_to_end(tmp_path):
     snakemake(work)
 
     run = work / "results" / "tiny"
-    names = [t for t in CLAIM_TABLES]
+    names = list(CLAIM_TABLES)
     folders = {1: run / "tables", 2: run / "seeds" / "2" / "tables"}
     for folder in folders.values():
         for name in names:
@@ -216,12 +217,13 @@ def test_two_seeds_end_to_end(tmp_path):
     assert not (run / "seeds" / "2" / "pretrain").exists()  # seed 2 reuses the run's backbones
     assert not (run / "seeds" / "2" / "tables" / "table8_bap_vs_gap.csv").exists()  # no claim reads it
 
-    # Seed 2 drew its own data (data seed + 2): same layout, other images.
-    first, second = work / "data" / "tiny", work / "data" / "tiny-seed2"
-    val = (first / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
-    assert val == (second / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
-    labels = [(d / "VOCdevkit/VOC2012/SegmentationClass" / f"{val[0]}.png").read_bytes() for d in (first, second)]
-    assert labels[0] != labels[1]
+    # Seed 2 drew its own data (data seed + 2): as many val images, other ones.
+    voc = [work / "data" / name / "VOCdevkit/VOC2012" for name in ("tiny", "tiny-seed2")]
+    val = [(v / "ImageSets/Segmentation/val.txt").read_text().split() for v in voc]
+    assert len(val[0]) == len(val[1]) == config["dataset"]["synthetic"]["n_val"]
+    digests = [hashlib.sha256(b"".join((v / "SegmentationClass" / f"{i}.png").read_bytes() for i in ids)).hexdigest()
+               for v, ids in zip(voc, val, strict=True)]
+    assert digests[0] != digests[1]
 
     per_seed = {s: {n: read_our_table(folder / f"{n}.csv") for n in names} for s, folder in folders.items()}
     # Tables over seeds: mean, sd and n of the two seeds' cells.
