@@ -1,4 +1,4 @@
-# Tables 3-9, Fig. 3, the health checks, the claim tables over seeds, the claims, the figures, and the HTML report.
+# Tables 3-9, Fig. 3, health checks, claim tables over seeds, claims, figures, the HTML report.
 
 
 rule table:
