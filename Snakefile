@@ -31,19 +31,22 @@ include: "rules/tables.smk"
 
 # Bookkeeping that takes seconds even at full scale runs on the submitting host: under
 # `--executor slurm` each of these would otherwise cost a queued job and a Snakemake start-up.
-localrules:
-    all,
-    merge_pseudo_labels,
-    figure_pseudo_labels,
-    eval_segmenter,
-    archive_test,
-    training_curve,
-    table,
-    box_fill_baseline,
-    health_checks,
-    claims,
-    fig3_heatmap,
-    report,
+LOCAL_RULES = [
+    "all",
+    "merge_pseudo_labels",
+    "figure_pseudo_labels",
+    "eval_segmenter",
+    "archive_test",
+    "training_curve",
+    "table",
+    "box_fill_baseline",
+    "health_checks",
+    "claims",
+    "seed_table",
+    "fig3_heatmap",
+    "report",
+]
+workflow.localrules(*LOCAL_RULES)
 
 
 rule all:
@@ -51,3 +54,22 @@ rule all:
         all_targets(),
         f"{R}/report.html",
     default_target: True
+
+
+# Further seeds (config `seeds` after the first): this same workflow as a module per seed, with
+# the seed's derived config (bana_core.seeds.seed_config: seeds [s], so it does not recurse; its
+# outputs under results/<run>/seeds/<s>/, see rules/common.smk). The run's claims and its
+# tables/seeds/ read what the modules build; their rule all and report are not used.
+for _seed in FURTHER_SEEDS:
+    _seed_module = f"seed{_seed}"
+    _seed_rules = f"seed{_seed}_"
+
+    module:
+        name: _seed_module
+        snakefile: "Snakefile"
+        config: seeds.seed_config(config, _seed)
+
+    use rule * from _seed_module exclude all, report as _seed_rules*
+
+    # `localrules` inside a module names the unprefixed rules: mark the module's copies here.
+    workflow.localrules(*(_seed_rules + name for name in LOCAL_RULES if name not in ("all", "report")))

@@ -165,12 +165,15 @@ def with_published(ours: pd.DataFrame, published: Mapping[str, Mapping] | None) 
     return out
 
 
-def write_table(df: pd.DataFrame, stem: str | Path, title: str = "", floatfmt: str = ".1f") -> None:
-    """Write ``<stem>.csv`` and ``<stem>.md`` atomically (``floatfmt``: the .md's numbers)."""
+def write_table(df: pd.DataFrame, stem: str | Path, title: str = "", floatfmt: str = ".1f",
+                markdown: pd.DataFrame | None = None) -> None:
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically (``floatfmt``: the .md's numbers;
+    ``markdown``: a different frame for the .md, e.g. 'mean ± sd' text beside a numeric csv)."""
     stem = Path(stem)
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         df.to_csv(tmp)
-    md = (f"**{title}**\n\n" if title else "") + df.to_markdown(floatfmt=floatfmt) + "\n"
+    md_df = df if markdown is None else markdown
+    md = (f"**{title}**\n\n" if title else "") + md_df.to_markdown(floatfmt=floatfmt) + "\n"
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(md)
 

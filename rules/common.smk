@@ -4,32 +4,44 @@ import sys
 from pathlib import Path
 
 from bana_core import claims as claim_specs
-from bana_core import experiments, settings, tables
+from bana_core import experiments, seeds, settings, tables
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).
 CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
+# Set only in a further seed's module (the Snakefile): which seed this copy of the workflow runs.
+FURTHER_SEED = config.pop(seeds.FURTHER_SEED_KEY, None)
 try:
     for _file in CONFIG_FILES:  # Snakemake's own reader keeps the last of a key given twice, silently
         load_yaml(_file)
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
+    FURTHER_SEEDS = seeds.further_seeds(_validated)  # seeds[1:]: one module each (the Snakefile)
 except ConfigError as _err:
     sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")
 config.clear()
 config.update(_validated)
 
 RUN = config["run"]
-R = f"results/{RUN}"
-DATA = f"data/{config['dataset']['name']}"
+RUN_DIR = f"results/{RUN}"  # seeds[0]'s folder, the run itself
+# A further seed writes under the run's seeds/<s>/ and, with synthetic data, draws its own data.
+R = RUN_DIR if FURTHER_SEED is None else seeds.seed_run_dir(RUN_DIR, FURTHER_SEED)
+SYNTHETIC = config["dataset"]["source"] == "synthetic"
+DATA_NAME = config["dataset"]["name"]
+if FURTHER_SEED is not None and SYNTHETIC:
+    DATA_NAME = seeds.seed_dataset_name(DATA_NAME, FURTHER_SEED)
+DATA = f"data/{DATA_NAME}"
 VOC = f"{DATA}/VOCdevkit/VOC2012"
 SBD = f"{DATA}/benchmark_RELEASE/dataset"
 COCO = f"{DATA}/coco"
-DATA_LOGS = f"data/logs/{config['dataset']['name']}"
-SYNTHETIC = config["dataset"]["source"] == "synthetic"
+DATA_LOGS = f"data/logs/{DATA_NAME}"
 GPUS = config["gpus_per_job"]
 EXP = experiments.Experiments(config)
+TABLES = f"{R}/tables"
+# The tables bana_core.claims reads, as far as this config builds them (Table 4 only with COCO);
+# what each further seed builds (config `seeds`).
+CLAIM_TABLES = [spec.name for spec in tables.tables_of(EXP) if spec.name in claim_specs.CLAIM_TABLES]
 
 
 wildcard_constraints:
@@ -99,8 +111,9 @@ def split_input(split):
 
 
 def pretrained_input(setting, net):
-    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output."""
-    return [f"{R}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
+    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output: the run's
+    own (seeds[0]'s) for every seed, as ImageNet weights are shared by real experiments' seeds."""
+    return [f"{RUN_DIR}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
 
 
 def classifier_train_split(wc):
@@ -124,13 +137,21 @@ def pl_eval(label_set):
 
 def all_targets():
     """Every table of this config (bana_core.tables.TABLES), the claims and checks, the figures, a
-    training curve per segmenter the tables score, and the test-set archives of the NAL segmenters
-    when there are test images."""
+    training curve per segmenter the tables score, the test-set archives of the NAL segmenters
+    when there are test images, and with several seeds the claim tables over seeds."""
     targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
     targets += [f"{TABLES}/health_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
                 f"{R}/figures/fig3_lambda_damp.png"]
     targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
+    if FURTHER_SEEDS:  # the claim tables over seeds (rules/tables.smk, seed_table)
+        targets += [f"{TABLES}/seeds/{t}.{ext}" for t in CLAIM_TABLES for ext in ("csv", "md")]
     if EXP.test_images:  # real VOC test images need dataset.voc_test_archive
         targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
                     for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
     return targets
+
+
+def seed_tables(seed):
+    """The claim tables' CSVs of one seed of this run: seeds[0]'s are the run's own."""
+    folder = TABLES if seed == config["seeds"][0] else f"{seeds.seed_run_dir(R, seed)}/tables"
+    return [f"{folder}/{t}.csv" for t in CLAIM_TABLES]

@@ -1,6 +1,4 @@
-# Tables 3-9, Fig. 3, the health checks, the claims, the figures, and the HTML report.
-
-TABLES = f"{R}/tables"
+# Tables 3-9, Fig. 3, health checks, claim tables over seeds, claims, figures, the HTML report.
 
 
 rule table:
@@ -134,20 +132,47 @@ rule report:
         "../workflow_scripts/report.py"
 
 
-# The tables bana_core.claims reads, as far as this config builds them (Table 4 only with COCO).
-CLAIM_TABLES = [spec.name for spec in tables.tables_of(EXP) if spec.name in claim_specs.CLAIM_TABLES]
+rule seed_table:
+    """One claim table over the config's seeds: mean, sd and n per cell (bana_core.seeds)."""
+    input:
+        lambda wc: [f for s in config["seeds"] for f in seed_tables(s) if Path(f).stem == wc.table],
+    output:
+        csv=report(f"{TABLES}/seeds/{{table}}.csv", category="Tables over seeds",
+                   caption="../report/seed_table.rst", labels={"table": "{table}"}),
+        md=f"{TABLES}/seeds/{{table}}.md",
+    params:
+        seeds=config["seeds"],
+        title=lambda wc: f"{tables.TABLE_SPECS[wc.table].caption}, mean ± sd over seeds {config['seeds']}",
+        code=script_code("seed_table"),
+    wildcard_constraints:
+        table="|".join(CLAIM_TABLES),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/tables/seeds/{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/tables/seeds/{{table}}.tsv"
+    script:
+        "../workflow_scripts/seed_table.py"
 
 
 rule claims:
-    """Each claim of the report as a delta of our tables, beside the paper's and [Re]'s, with a verdict."""
+    """Each claim of the report as a delta of our tables, beside the paper's and [Re]'s, with a
+    verdict over the config's seeds (each seed's claim tables)."""
     input:
-        tables=[f"{TABLES}/{t}.csv" for t in CLAIM_TABLES],
+        tables=seed_tables(config["seeds"][0]),
+        further_seeds=[f for s in FURTHER_SEEDS for f in seed_tables(s)],
     output:
         csv=report(f"{TABLES}/claims.csv", category="Tables", caption="../report/claims.rst",
                    labels={"table": "claims"}),
         md=f"{TABLES}/claims.md",
     params:
         published={t: published_results(t) for t in CLAIM_TABLES},  # shown whatever show_paper_results
+        seeds=config["seeds"],
         code=script_code("claims"),
     threads: 1
     resources:
