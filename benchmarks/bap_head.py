@@ -5,7 +5,7 @@ boxes per crop, grid 4, roi 2x2. The loop baseline is written the straightforwar
 images, grid cells, prototypes, boxes and bins; grid_sample at roi_align's sample points), and must
 give the same logits and input gradients. Prints a table, then ``bap_head_speedup: <x>`` last.
 
-    python benchmarks/bap_head.py [--repeats 5] [--threads N]
+    python benchmarks/bap_head.py [--repeats 5] [--threads N] [--device cpu]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 from bana_core.bap import bap_head, grid_padding, pool_foreground  # noqa: E402
+from bana_core.devices import resolve_device  # noqa: E402
 
 CROP, STRIDE_OUT, N, C, L = 321, 41, 20, 1024, 21
 
@@ -82,19 +83,19 @@ def loop_head(feats, bg, boxes, labels, weight, grid_size=4, roi_size=(2, 2), mi
         reliable = bg[n].mean() > min_bg_fraction
         if reliable and protos[n]:
             fn = F.normalize(per_image[n], dim=0)
-            acc = torch.zeros(h, w)
+            acc = feats.new_zeros(h, w)
             for q in protos[n]:
                 acc = acc + F.relu((fn * F.normalize(q, dim=0)[:, None, None]).sum(0))
-            att = torch.where(bg[n, 0] >= 0.5, torch.ones(h, w), acc / len(protos[n]))
+            att = torch.where(bg[n, 0] >= 0.5, feats.new_ones(h, w), acc / len(protos[n]))
         else:
-            att = torch.zeros(h, w)
+            att = feats.new_zeros(h, w)
         wmap = (1 - att)[None]
         stack = torch.cat([per_image[n] * wmap, wmap, per_image[n]], 0)[None]  # [1, 2C+1, h, w]
         for k in torch.nonzero(boxes[:, 0] == n)[:, 0].tolist():
             # one grid_sample per box (as the released code), its samples split into the bins after
             _, x1, y1, x2, y2 = boxes[k].tolist()
-            ys = torch.tensor(_sample_positions(y1 - 0.5, y2 - y1, oh)).clamp(0, h - 1)  # [oh, ny]
-            xs = torch.tensor(_sample_positions(x1 - 0.5, x2 - x1, ow)).clamp(0, w - 1)  # [ow, nx]
+            ys = feats.new_tensor(_sample_positions(y1 - 0.5, y2 - y1, oh)).clamp(0, h - 1)  # [oh, ny]
+            xs = feats.new_tensor(_sample_positions(x1 - 0.5, x2 - x1, ow)).clamp(0, w - 1)  # [ow, nx]
             gy, gx = ys.reshape(-1), xs.reshape(-1)
             grid = torch.stack(torch.broadcast_tensors(gx[None, :] * 2 / (w - 1) - 1,
                                                        gy[:, None] * 2 / (h - 1) - 1), -1)[None]
@@ -115,24 +116,33 @@ def loop_head(feats, bg, boxes, labels, weight, grid_size=4, roi_size=(2, 2), mi
 
 # ------------------------------------------------------------------ timing
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: time them to completion
+        torch.cuda.synchronize(device)
+
+
 def run(fn, feats, weight):
     f = feats.clone().requires_grad_()
     wt = weight.clone().requires_grad_()
+    _sync(f.device)
     t0 = time.perf_counter()
     logits, targets = fn(f, wt)
-    loss = F.cross_entropy(logits, targets)
+    loss = F.cross_entropy(logits, targets.to(logits.device))
     loss.backward()
-    return time.perf_counter() - t0, logits.detach(), targets, f.grad, wt.grad
+    _sync(f.device)
+    return time.perf_counter() - t0, logits.detach(), targets.to(logits.device), f.grad, wt.grad
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
     args = ap.parse_args()
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    feats, bg, boxes, labels, weight = make_batch()
+    feats, bg, boxes, labels, weight = (t.to(device) for t in make_batch())
 
     def vec(f, wt):
         return bap_head(f, bg, boxes, labels, wt, grid_size=4, roi_size=(2, 2))
@@ -151,18 +161,20 @@ def main() -> None:
         times["loop (per image / per box)"].append(run(loop, feats, weight)[0])
         times["bap_head (vectorised)"].append(run(vec, feats, weight)[0])
     # the pooling alone, against torchvision's roi_align (whose CPU backward dominates otherwise)
-    att = torch.rand(N, 1, STRIDE_OUT, STRIDE_OUT) * 0.9
+    att = (torch.rand(N, 1, STRIDE_OUT, STRIDE_OUT) * 0.9).to(device)
     for impl in ("matrix", "roi_align"):
         key = f"pool_foreground only, impl={impl}"
         times[key] = []
         for _ in range(args.repeats):
             f = feats.clone().requires_grad_()
+            _sync(device)
             t0 = time.perf_counter()
             pool_foreground(f, att, boxes, (2, 2), impl=impl).sum().backward()
+            _sync(device)
             times[key].append(time.perf_counter() - t0)
 
     print(f"batch: {N} x {C} x {STRIDE_OUT} x {STRIDE_OUT}, {len(boxes)} boxes, grid 4, roi 2x2, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}, forward + backward")
+          f"{device}, {torch.get_num_threads()} CPU threads, median of {args.repeats}, forward + backward")
     print(f"{'method':<36} {'median ms':>10}")
     for k, v in times.items():
         print(f"{k:<36} {1000 * statistics.median(v):>10.1f}")

@@ -8,9 +8,9 @@
 #      every table is written and the jobs' logs name the GPU they leased.
 #      GPU_CHECK_CONFIG=config/config.yaml runs the demo instead (17 min on 2 CPU cores; its
 #      length on a GPU has not been measured: it may not fit in the 8 minutes);
-#   3. the benchmarks that take --device, on CUDA (channels_last.py, pseudo_labels.py);
-#      bap_head.py and nal.py have no --device option: they time the CPU only.
-# Time limits (s): tests 100, workflow 270, benchmarks 40 + 50: 460 s at most.
+#   3. the benchmarks on CUDA (channels_last.py, pseudo_labels.py, bap_head.py, nal.py), each
+#      against its baseline in the same run.
+# Time limits (s): tests 90, workflow 240, benchmarks 35 + 45 + 25 + 25: 460 s at most.
 # Logs and a summary go to OUT_DIR (default: $OUT if set, else results/gpu_check).
 #
 #   benchmarks/gpu_check.sh [OUT_DIR]
@@ -58,7 +58,7 @@ step() {
 
 # 1. the gpu tests; a skip here means a test did not run where it should
 cd "$ROOT" || exit 1
-if step tests 100 "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu.py; then
+if step tests 90 "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu.py; then
     if grep -q "skipped" "$OUT_DIR/tests.log"; then
         echo "tests          FAILED  some gpu tests were skipped on a CUDA machine" | tee -a "$SUMMARY"
         failed=1
@@ -74,7 +74,7 @@ done
 cp "$ROOT/$CONFIG" "$WORK/check.yaml"
 run=$("$PY" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['run'])" "$WORK/check.yaml")
 cd "$WORK" || exit 1
-if step workflow 270 env PYTHONPATH="$WORK" BANA_GPU_LOCK_DIR="$WORK/gpu-locks" \
+if step workflow 240 env PYTHONPATH="$WORK" BANA_GPU_LOCK_DIR="$WORK/gpu-locks" \
         "$PY" -m snakemake --cores "$CORES" --configfile check.yaml --config device=cuda; then
     n_tables=$(find "results/$run/tables" -type f 2>/dev/null | wc -l)
     n_leases=$(grep -rl --include="*.log" "GPU lease: device" "results/$run/logs" 2>/dev/null | wc -l)
@@ -88,10 +88,14 @@ cd "$ROOT" || exit 1
 rm -rf "$WORK"
 
 # 3. the benchmarks on CUDA; each prints its headline number last
-step bench_channels_last 40 "$PY" benchmarks/channels_last.py --device cuda --repeats 5 --threads "$CORES"
+step bench_channels_last 35 "$PY" benchmarks/channels_last.py --device cuda --repeats 5 --threads "$CORES"
 tail -n 1 "$OUT_DIR/bench_channels_last.log" | tee -a "$SUMMARY"
-step bench_pseudo_labels 50 "$PY" benchmarks/pseudo_labels.py --device cuda --repeats 3 --threads "$CORES"
+step bench_pseudo_labels 45 "$PY" benchmarks/pseudo_labels.py --device cuda --repeats 3 --threads "$CORES"
 tail -n 1 "$OUT_DIR/bench_pseudo_labels.log" | tee -a "$SUMMARY"
+step bench_bap_head 25 "$PY" benchmarks/bap_head.py --device cuda --repeats 3 --threads "$CORES"
+tail -n 1 "$OUT_DIR/bench_bap_head.log" | tee -a "$SUMMARY"
+step bench_nal 25 "$PY" benchmarks/nal.py --device cuda --repeats 3 --threads "$CORES"
+tail -n 1 "$OUT_DIR/bench_nal.log" | tee -a "$SUMMARY"
 
 echo "total $SECONDS s; logs in $OUT_DIR" | tee -a "$SUMMARY"
 exit $failed

@@ -7,7 +7,7 @@ Eq. 8 and 11 literally (sum over classes c of the pixels of S_c and ~S_c, boolea
 class) and must give the same loss and input gradient. Prints a table, then ``nal_speedup: <x>``
 last.
 
-    python benchmarks/nal.py [--repeats 3] [--threads N]
+    python benchmarks/nal.py [--repeats 3] [--threads N] [--device cpu]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+from bana_core.devices import resolve_device  # noqa: E402
 from bana_core.losses import ce_loss, noise_aware_loss  # noqa: E402
 
 N, K, S, IGNORE = 20, 21, 321, 255
@@ -65,11 +66,18 @@ def loop_nal(cos, y_crf, y_ret, temperature=T, damp=DAMP, lam=LAM, ignore_index=
 
 # ------------------------------------------------------------------ timing
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: time them to completion
+        torch.cuda.synchronize(device)
+
+
 def run(fn, cos, y_crf, y_ret):
     c = cos.clone().requires_grad_()
+    _sync(c.device)
     t0 = time.perf_counter()
     loss = fn(c, y_crf, y_ret)
     loss.backward()
+    _sync(c.device)
     return time.perf_counter() - t0, loss.detach(), c.grad
 
 
@@ -77,10 +85,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
     args = ap.parse_args()
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cos, y_crf, y_ret = make_batch()
+    cos, y_crf, y_ret = (t.to(device) for t in make_batch())
 
     methods = {
         "loop (per class)": loop_nal,
@@ -101,7 +111,7 @@ def main() -> None:
 
     agree = ((y_crf == y_ret) & (y_crf != IGNORE)).float().mean().item()
     print(f"batch: cosine {N} x {K} x {S} x {S}, {100 * agree:.1f}% of pixels in S, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}, forward + backward")
+          f"{device}, {torch.get_num_threads()} CPU threads, median of {args.repeats}, forward + backward")
     print(f"loss {loss.item():.6f} (loop {ref_loss.item():.6f}), gradient max relative error {grad_err:.1e}")
     print(f"{'method':<34} {'median ms':>10}")
     for k, v in times.items():
