@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
+from archive_server import zip_bytes
 from PIL import Image
 from pycocotools import mask as mask_utils
-from test_download import zip_bytes
 
 from bana_core.config import load_config, load_yaml, validate_config
 from bana_core.data.coco import load_coco, save_coco_index

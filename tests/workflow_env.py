@@ -27,14 +27,15 @@ def copy_workflow(work: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, configfile: str | None = "tiny.yaml", check: bool = True,
-              env: dict | None = None, cores: int = 2) -> subprocess.CompletedProcess:
-    """``snakemake --cores N [--configfile F] args...`` in ``workdir``; raises with its output on failure."""
+              env: dict | None = None, cores: int = 2, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``snakemake --cores N [--configfile F] args...`` in ``workdir``; raises with its output on failure
+    (``timeout``: seconds, a guard against a hung run)."""
     full_env = dict(os.environ if env is None else env, PYTHONPATH=str(workdir))
     # Targets first: --configfile takes several values and would swallow them.
     cmd = [sys.executable, "-m", "snakemake", *args, "--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", configfile]
-    proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
