@@ -3,8 +3,9 @@
 ``python -m bana_core.run_summary results/demo --snakemake-log .snakemake/log --data-logs
 data/logs/synthetic`` prints
 the commit, the wall time (first to last timestamp of Snakemake's log), the job time per stage
-(sum of the rules' ``benchmark:`` files, so two jobs at once count twice) and the headline
-numbers of the tables, as Markdown that README quotes verbatim.
+(sum of the rules' ``benchmark:`` files, so two jobs at once count twice), that of each further
+seed (``seeds/<s>/``, with its data's logs) and the headline numbers of the tables, as Markdown
+that README quotes verbatim.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def summary(run_dir: Path, *, snakemake_log: Path | None = None, data_logs: Path
         lines += ["", f"Job time by stage ({total_jobs} jobs, {total:.0f} s in all; jobs run side by side count "
                       "each):", "", "| stage | jobs | s |", "|---|---|---|"]
         lines += [f"| {stage} | {n} | {s:.0f} |" for stage, (n, s) in stages.items()]
+    further = sorted((p for p in (run_dir / "seeds").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    if further:  # a run with several seeds (bana_core.seeds): each further seed's own folder and data
+        lines += ["", "| further seed | jobs | s |", "|---|---|---|"]
+        for folder in further:
+            seed_logs = None if data_logs is None else data_logs.parent / f"{data_logs.name}-seed{folder.name}"
+            seed_stages = job_seconds(folder, seed_logs).values()
+            lines.append(f"| {folder.name} | {sum(n for n, _ in seed_stages)} | {sum(s for _, s in seed_stages):.0f} |")
     tables = run_dir / "tables"
     for name in ("health_checks", "table3_pseudo_labels", "table5_segmentation", "table7_losses", "claims"):
         md = tables / f"{name}.md"

@@ -56,3 +56,15 @@ def test_wall_time_picks_the_run_log_in_a_folder(tmp_path):
     (logs / "2026-11-29T014446.snakemake.log").write_text("[Sun Nov 29 01:44:48 2026]\n[Sun Nov 29 02:07:53 2026]\n")
     (logs / "2026-11-29T020753.snakemake.log").write_text("Building DAG of jobs...\n")  # the report's own run
     assert wall_seconds(logs) == 23 * 60 + 5
+
+
+def test_summary_adds_each_further_seed(tmp_path):
+    run = tmp_path / "results" / "demo"
+    bench(run / "benchmarks" / "train_segmenter_v1-nal.tsv", 20.0)
+    bench(run / "seeds" / "2" / "benchmarks" / "train_segmenter_v1-nal.tsv", 30.0)
+    bench(run / "seeds" / "2" / "benchmarks" / "train_classifier_bap-g4-aug.tsv", 12.0)
+    bench(run / "seeds" / "1" / "benchmarks" / "train_segmenter_v1-nal.tsv", 25.0)
+    bench(tmp_path / "logs" / "synthetic-seed1" / "synthesize.benchmark.tsv", 4.0)
+    text = summary(run, data_logs=tmp_path / "logs" / "synthetic")
+    assert "(1 jobs, 20 s in all" in text  # seed 0's own job time leaves the further seeds out
+    assert "| 1 | 2 | 29 |\n| 2 | 2 | 42 |" in text
