@@ -193,30 +193,39 @@ def test_claims_config_is_valid_and_builds_every_claim_table():
 
 # --- two seeds end to end -----------------------------------------------------------------------
 @pytest.mark.slow
-def test_two_seeds_end_to_end(tmp_path):
-    """The tiny config with seeds [1, 2]: seed 1 is the run itself, seed 2 a module under
-    seeds/2/ with its own data; tables over seeds and claims read both."""
-    from workflow_env import copy_workflow, snakemake
+def test_a_second_seed_extends_a_finished_run(tiny_run, tmp_path):
+    """The finished tiny run (tests/conftest.py) with seeds [0, 1] added, as config/claims.yaml
+    adds seeds to the finished demo: nothing of seed 0 reruns but its tables' bookkeeping; seed 1
+    is a module under seeds/1/ with its own data; tables over seeds and claims read both."""
+    import shutil
+
+    from workflow_env import planned_rules, snakemake
 
     from bana_core.claims import CLAIMS, read_our_table
 
-    work = copy_workflow(tmp_path)
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)  # copy2: mtimes kept, so Snakemake sees a finished run
     config = yaml.safe_load((work / "tiny.yaml").read_text())
-    config["seeds"] = [1, 2]
+    config["seeds"] = [0, 1]
     (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    planned = planned_rules(work)
+    seed0 = {r for r in planned if not r.startswith("seed1_")}
+    # seed 0's experiments are reused; only what reads the seeds (and the report of it all) runs
+    assert seed0 <= {"table", "health_checks", "claims", "seed_table", "fig3_heatmap", "report"}, seed0
+    assert {"seed1_train_classifier", "seed1_train_segmenter", "seed_table", "claims"} <= planned
     snakemake(work)
 
     run = work / "results" / "tiny"
     names = list(CLAIM_TABLES)
-    folders = {1: run / "tables", 2: run / "seeds" / "2" / "tables"}
+    folders = {0: run / "tables", 1: run / "seeds" / "1" / "tables"}
     for folder in folders.values():
         for name in names:
             assert (folder / f"{name}.csv").is_file(), folder / name
-    assert not (run / "seeds" / "2" / "pretrain").exists()  # seed 2 reuses the run's backbones
-    assert not (run / "seeds" / "2" / "tables" / "table8_bap_vs_gap.csv").exists()  # no claim reads it
+    assert not (run / "seeds" / "1" / "pretrain").exists()  # seed 1 reuses the run's backbones
+    assert not (run / "seeds" / "1" / "tables" / "table8_bap_vs_gap.csv").exists()  # no claim reads it
 
-    # Seed 2 drew its own data (data seed + 2): as many val images, other ones.
-    voc = [work / "data" / name / "VOCdevkit/VOC2012" for name in ("tiny", "tiny-seed2")]
+    # Seed 1 drew its own data (data seed + 1): as many val images, other ones.
+    voc = [work / "data" / name / "VOCdevkit/VOC2012" for name in ("tiny", "tiny-seed1")]
     val = [(v / "ImageSets/Segmentation/val.txt").read_text().split() for v in voc]
     assert len(val[0]) == len(val[1]) == config["dataset"]["synthetic"]["n_val"]
     digests = [hashlib.sha256(b"".join((v / "SegmentationClass" / f"{i}.png").read_bytes() for i in ids)).hexdigest()
@@ -226,7 +235,7 @@ def test_two_seeds_end_to_end(tmp_path):
     per_seed = {s: {n: read_our_table(folder / f"{n}.csv") for n in names} for s, folder in folders.items()}
     # Tables over seeds: mean, sd and n of the two seeds' cells.
     t3 = pd.read_csv(run / "tables" / "seeds" / "table3_pseudo_labels.csv", index_col=0)
-    ours = [per_seed[s]["table3_pseudo_labels"]["mIoU (val)"] for s in (1, 2)]
+    ours = [per_seed[s]["table3_pseudo_labels"]["mIoU (val)"] for s in (0, 1)]
     assert (t3["mIoU (val) (n)"] == 2).all()
     np.testing.assert_allclose(t3["mIoU (val) (mean)"], (ours[0] + ours[1]) / 2, atol=0.006)
     np.testing.assert_allclose(t3["mIoU (val) (sd)"], (ours[0] - ours[1]).abs() / np.sqrt(2), atol=0.006)
@@ -236,7 +245,7 @@ def test_two_seeds_end_to_end(tmp_path):
     claims = pd.read_csv(run / "tables" / "claims.csv", index_col=0)
     checked = 0
     for claim in CLAIMS:
-        deltas = [claim.delta(per_seed[s]) for s in (1, 2)]
+        deltas = [claim.delta(per_seed[s]) for s in (0, 1)]
         if any(math.isnan(d) for d in deltas):  # e.g. C6: the tiny config has no train grid 4
             assert claims.loc[claim.id, "n seeds"] == 0
             continue

@@ -8,7 +8,6 @@ Each rerun check compares the exact set of rules a dry run would execute.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import tarfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_env import copy_workflow, planned_rules, snakemake
+from workflow_env import planned_rules
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +36,8 @@ TABLE_RULES = {"table", "health_checks", "claims", "fig3_heatmap", "report"}
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    old = os.umask(0o022)  # the permission check below expects 0644 / 0755
-    try:
-        snakemake(work)
-    finally:
-        os.umask(old)
-    return work
+def finished_run(tiny_run) -> Path:
+    return tiny_run  # tests/conftest.py: the tiny config run once per session
 
 
 def edited_rules(work: Path, module: str) -> set[str]:
