@@ -38,7 +38,7 @@ from .errors import BanaError, ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["GpuLease", "GpuLockTimeout", "acquire_gpu", "default_lock_dir", "resolve_device"]
+__all__ = ["GpuLease", "GpuLockTimeout", "acquire_gpu", "default_lock_dir", "resolve_device", "synchronize"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 # CUDA reads CUDA_VISIBLE_DEVICES up to the first entry it cannot parse (e.g. "-1" or SLURM's
@@ -75,6 +75,15 @@ def resolve_device(spec: str = "auto") -> torch.device:
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')})"
         )
     return torch.device("cuda", int(index))
+
+
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device``: CUDA kernels run asynchronously, so a timing must
+    wait for them before reading the clock; nothing to wait for on the CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def default_lock_dir() -> Path:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .seeds import SEEDS_FOLDER, seed_dataset_name, seed_run_dir
+
 # Benchmark file name (under <run>/benchmarks, or the dataset's log folder) -> stage, first match wins.
 STAGES = (
     ("dataset", r"^(synthesize|build_train_aug|box_masks|download_.*|voc_test)\.benchmark$"),
@@ -100,13 +102,13 @@ def summary(run_dir: Path, *, snakemake_log: Path | None = None, data_logs: Path
         lines += ["", f"Job time by stage ({total_jobs} jobs, {total:.0f} s in all; jobs run side by side count "
                       "each):", "", "| stage | jobs | s |", "|---|---|---|"]
         lines += [f"| {stage} | {n} | {s:.0f} |" for stage, (n, s) in stages.items()]
-    further = sorted((p for p in (run_dir / "seeds").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    further = sorted(int(p.name) for p in (run_dir / SEEDS_FOLDER).glob("*") if p.name.isdigit())
     if further:  # a run with several seeds (bana_core.seeds): each further seed's own folder and data
         lines += ["", "| further seed | jobs | s |", "|---|---|---|"]
-        for folder in further:
-            seed_logs = None if data_logs is None else data_logs.parent / f"{data_logs.name}-seed{folder.name}"
-            seed_stages = job_seconds(folder, seed_logs).values()
-            lines.append(f"| {folder.name} | {sum(n for n, _ in seed_stages)} | {sum(s for _, s in seed_stages):.0f} |")
+        for seed in further:
+            seed_logs = None if data_logs is None else data_logs.parent / seed_dataset_name(data_logs.name, seed)
+            seed_stages = job_seconds(Path(seed_run_dir(run_dir, seed)), seed_logs).values()
+            lines.append(f"| {seed} | {sum(n for n, _ in seed_stages)} | {sum(s for _, s in seed_stages):.0f} |")
     tables = run_dir / "tables"
     for name in ("health_checks", "table3_pseudo_labels", "table5_segmentation", "table7_losses", "claims"):
         md = tables / f"{name}.md"

@@ -54,9 +54,12 @@ def seed_config(config: dict, seed: int) -> dict:
     return out
 
 
-def seed_run_dir(run_dir: str, seed: int) -> str:
+SEEDS_FOLDER = "seeds"  # under the run's folder: one subfolder per further seed
+
+
+def seed_run_dir(run_dir: str | Path, seed: int) -> str:
     """Where further seed ``seed`` of the run in ``run_dir`` writes."""
-    return f"{run_dir}/seeds/{seed}"
+    return f"{run_dir}/{SEEDS_FOLDER}/{seed}"
 
 
 def seed_dataset_name(name: str, seed: int) -> str:

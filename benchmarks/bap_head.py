@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 from bana_core.bap import bap_head, grid_padding, pool_foreground  # noqa: E402
-from bana_core.devices import resolve_device  # noqa: E402
+from bana_core.devices import resolve_device, synchronize  # noqa: E402
 
 CROP, STRIDE_OUT, N, C, L = 321, 41, 20, 1024, 21
 
@@ -116,20 +116,15 @@ def loop_head(feats, bg, boxes, labels, weight, grid_size=4, roi_size=(2, 2), mi
 
 # ------------------------------------------------------------------ timing
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # kernels run asynchronously: time them to completion
-        torch.cuda.synchronize(device)
-
-
 def run(fn, feats, weight):
     f = feats.clone().requires_grad_()
     wt = weight.clone().requires_grad_()
-    _sync(f.device)
+    synchronize(f.device)
     t0 = time.perf_counter()
     logits, targets = fn(f, wt)
     loss = F.cross_entropy(logits, targets.to(logits.device))
     loss.backward()
-    _sync(f.device)
+    synchronize(f.device)
     return time.perf_counter() - t0, logits.detach(), targets.to(logits.device), f.grad, wt.grad
 
 
@@ -167,10 +162,10 @@ def main() -> None:
         times[key] = []
         for _ in range(args.repeats):
             f = feats.clone().requires_grad_()
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             pool_foreground(f, att, boxes, (2, 2), impl=impl).sum().backward()
-            _sync(device)
+            synchronize(device)
             times[key].append(time.perf_counter() - t0)
 
     print(f"batch: {N} x {C} x {STRIDE_OUT} x {STRIDE_OUT}, {len(boxes)} boxes, grid 4, roi 2x2, "

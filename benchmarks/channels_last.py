@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
-from bana_core.devices import resolve_device  # noqa: E402
+from bana_core.devices import resolve_device, synchronize  # noqa: E402
 from bana_core.models import build_segmenter, place_model  # noqa: E402
 from bana_core.stage1 import build_classifier  # noqa: E402
 
@@ -90,12 +90,10 @@ def timed(run, model, repeats: int, device) -> tuple[float, torch.Tensor]:
     out = run(model)  # warm-up (kernel selection), not counted
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         t0 = time.perf_counter()
         out = run(model)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
-from bana_core.devices import resolve_device  # noqa: E402
+from bana_core.devices import resolve_device, synchronize  # noqa: E402
 from bana_core.losses import ce_loss, noise_aware_loss  # noqa: E402
 
 N, K, S, IGNORE = 20, 21, 321, 255
@@ -66,18 +66,13 @@ def loop_nal(cos, y_crf, y_ret, temperature=T, damp=DAMP, lam=LAM, ignore_index=
 
 # ------------------------------------------------------------------ timing
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # kernels run asynchronously: time them to completion
-        torch.cuda.synchronize(device)
-
-
 def run(fn, cos, y_crf, y_ret):
     c = cos.clone().requires_grad_()
-    _sync(c.device)
+    synchronize(c.device)
     t0 = time.perf_counter()
     loss = fn(c, y_crf, y_ret)
     loss.backward()
-    _sync(c.device)
+    synchronize(c.device)
     return time.perf_counter() - t0, loss.detach(), c.grad
 
 

@@ -151,7 +151,12 @@ def all_targets():
     return targets
 
 
-def seed_tables(seed):
-    """The claim tables' CSVs of one seed of this run: seeds[0]'s are the run's own."""
+def seed_table_csv(seed, table):
+    """One claim table's CSV of one seed of this run: seeds[0]'s is the run's own."""
     folder = TABLES if seed == config["seeds"][0] else f"{seeds.seed_run_dir(R, seed)}/tables"
-    return [f"{folder}/{t}.csv" for t in CLAIM_TABLES]
+    return f"{folder}/{table}.csv"
+
+
+def seed_tables(seed):
+    """The claim tables' CSVs of one seed of this run."""
+    return [seed_table_csv(seed, t) for t in CLAIM_TABLES]

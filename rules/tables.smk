@@ -135,7 +135,7 @@ rule report:
 rule seed_table:
     """One claim table over the config's seeds: mean, sd and n per cell (bana_core.seeds)."""
     input:
-        lambda wc: [f for s in config["seeds"] for f in seed_tables(s) if Path(f).stem == wc.table],
+        lambda wc: [seed_table_csv(s, wc.table) for s in config["seeds"]],
     output:
         csv=report(f"{TABLES}/seeds/{{table}}.csv", category="Tables over seeds",
                    caption="../report/seed_table.rst", labels={"table": "{table}"}),

@@ -41,6 +41,8 @@ def resize_bilinear(x: Tensor, size: tuple[int, int] | None = None, *, scale: fl
         return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=ALIGN_CORNERS,
                              recompute_scale_factor=False)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+
+
 DEFAULT_FEAT_DIM = {"v1": 1024, "v2": 256}  # LargeFOV's fc7; BANA's released DeepLab_ASPP (ndim = 256)
 
 
