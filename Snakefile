@@ -40,6 +40,7 @@ LOCAL_RULES = [
     "training_curve",
     "table",
     "box_fill_baseline",
+    "stride_reference",
     "health_checks",
     "claims",
     "seed_table",

@@ -120,11 +120,13 @@ TRAINING_LABELS = {"ce_crf": ("Ycrf", "miou_crf"), "nal": ("Ycrf", "miou_crf"), 
 
 
 def health_checks(accuracies: Mapping[str, dict], box_fill: dict, bap: dict,
-                  segmenters: Mapping[tuple[str, str], dict]) -> pd.DataFrame:
+                  segmenters: Mapping[tuple[str, str], dict], stride_reference: dict | None = None) -> pd.DataFrame:
     """Did every stage learn? Rows: val box accuracy per classifier (stage 1); BAP Ycrf / Yret vs
-    filling the boxes (stage 2); per Table-5 segmenter ``(arch, loss)``, its val mIoU after CRF
-    over the val mIoU of the labels it trained on (Table 3's row: Yret for ce_ret, Ycrf otherwise):
-    the fit ratio (stage 3). Columns: value, target, whether it is met."""
+    filling the boxes (stage 2); the ground truth at the segmenters' output stride
+    (:func:`bana_core.stage3.stride_reference_miou`, when given: what the segmenters could reach);
+    per Table-5 segmenter ``(arch, loss)``, its val mIoU after CRF over the val mIoU of the labels
+    it trained on (Table 3's row: Yret for ce_ret, Ycrf otherwise): the fit ratio (stage 3).
+    Columns: value, target, whether it is met."""
     rows: dict[str, tuple[float, object]] = {}
     for name, acc in sorted(accuracies.items()):
         rows[f"classifier {name}: val box accuracy (%)"] = (pct(acc["box_accuracy"]), BOX_ACCURACY_TARGET)
@@ -133,6 +135,9 @@ def health_checks(accuracies: Mapping[str, dict], box_fill: dict, bap: dict,
     rows["BAP Ycrf: val mIoU (%)"] = (pct(bap["miou_crf"]), None)
     rows["BAP Yret: val mIoU (%)"] = (pct(bap["miou_ret"]), None)
     rows["BAP Ycrf margin over box fill (points)"] = (round(pct(bap["miou_crf"]) - fill, 1), 0.0)
+    if stride_reference is not None:
+        rows[f"ground truth at output stride {stride_reference['stride']}, before CRF: val mIoU (%)"] = (
+            pct(stride_reference["miou"]), None)
     for (arch, loss), ev in sorted(segmenters.items()):
         labels, key = TRAINING_LABELS[loss]
         seg, lab = pct(ev["miou_crf"]), pct(bap[key])

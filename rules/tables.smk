@@ -55,12 +55,38 @@ rule box_fill_baseline:
         "../workflow_scripts/box_fill_baseline.py"
 
 
+rule stride_reference:
+    """Val ground truth as far as the segmenters' output stride (8) can express it, scored: about
+    the most any segmenter can reach before CRF on this data (the health checks' reference)."""
+    input:
+        split_input("val"),
+    output:
+        f"{R}/segmenters/stride_reference_val.json",
+    params:
+        split=split_file("val"),
+        voc_root=VOC,
+        code=script_code("stride_reference"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/stride_reference.log",
+    benchmark:
+        f"{R}/benchmarks/stride_reference.tsv"
+    script:
+        "../workflow_scripts/stride_reference.py"
+
+
 rule health_checks:
     """Did every stage learn? Val box accuracy of every classifier; BAP Ycrf / Yret vs the box
     fill; each Table-5 segmenter's fit ratio to its own training labels."""
     input:
         accuracies=expand(f"{R}/classifiers/{{clf}}/val_accuracy.json", clf=EXP.classifiers()),
         box_fill=rules.box_fill_baseline.output,
+        stride_reference=rules.stride_reference.output,
         bap=pl_eval(EXP.table3_sets()["bap"]),
         segmenters=[f"{R}/{experiments.SegmenterEval(m).eval_file}" for m in EXP.table5_models().values()],
     output:

@@ -269,6 +269,12 @@ def test_cells_of_health_checks():
     assert met["v2-nal: fit ratio (/ Ycrf 80.0)"] == "no" and met["v2-ce_ret: fit ratio (/ Yret 60.0)"] == "yes"
     assert value["v2-ce_ret: val mIoU after CRF (%)"] == 55.0
     assert met["box fill baseline: val mIoU (%)"] == ""
+    assert not df.index.str.startswith("ground truth at output stride").any()  # only when given
+    with_reference = health_checks(accuracies, {"miou": 0.587}, {"miou_crf": 0.80, "miou_ret": 0.60}, segmenters,
+                                   stride_reference={"miou": 0.7346, "stride": 8})
+    row = "ground truth at output stride 8, before CRF: val mIoU (%)"
+    assert with_reference.loc[row, "value"] == 73.5 and with_reference.loc[row, "met"] == ""
+    assert with_reference.drop(row).equals(df)
 
 
 def test_write_table_markdown_precision(tmp_path):

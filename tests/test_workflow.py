@@ -27,7 +27,7 @@ ALL_RULES = {
     "synthesize", "build_train_aug", "box_masks", "pretrain_set", "pretrain_backbone", "train_classifier", "eval_classifier",
     "pseudo_labels_shard", "merge_pseudo_labels", "figure_pseudo_labels", "coco_index", "coco_pseudo_labels_shard",
     "coco_eval", "train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test",
-    "training_curve", "table", "box_fill_baseline", "health_checks", "claims", "fig3_heatmap", "report",
+    "training_curve", "table", "box_fill_baseline", "stride_reference", "health_checks", "claims", "fig3_heatmap", "report",
 }
 # A segmenter retrained, and everything downstream of it.
 STAGE3 = {"train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test", "training_curve",
@@ -75,6 +75,10 @@ def test_every_table_is_built(finished_run):
     health = pd.read_csv(tables / "health_checks.csv", index_col=0)
     fits = health[health.index.str.contains("fit ratio")]
     assert len(fits) == 6 and set(fits["target"]) == {0.8, 0.85}  # Table 5's six segmenters
+    reference = health.loc["ground truth at output stride 8, before CRF: val mIoU (%)", "value"]
+    assert reference == round(100 * json.loads((finished_run / "results" / "tiny" / "segmenters" /
+                                                "stride_reference_val.json").read_text())["miou"], 1)
+    assert 40 < reference < 100
     v2_crf = health.loc["v2-ce_crf: val mIoU after CRF (%)", "value"]
     assert v2_crf == pd.read_csv(tables / "table5_segmentation.csv", index_col=0).loc["w/ Ycrf (val)", "DeepLab-V2 (ours)"]
     claims = pd.read_csv(tables / "claims.csv", index_col=0)
@@ -143,7 +147,7 @@ def test_editing_a_stage1_key_reruns_stages_1_to_3(finished_run):
     rules = rules_with_config(finished_run, lambda c: c["stage1"].update(lr=0.02))
     assert rules == ALL_RULES - {"synthesize", "build_train_aug", "box_masks", "pretrain_set", "pretrain_backbone",
                                  "coco_index",
-                                 "box_fill_baseline"}
+                                 "box_fill_baseline", "stride_reference"}
 
 
 def test_editing_a_stage3_training_key_reruns_stage3_only(finished_run):

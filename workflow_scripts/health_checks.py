@@ -13,7 +13,8 @@ def main(smk):
     for model, path in zip(smk.params.segmenters, smk.input.segmenters, strict=True):
         seg = parse_segmenter(model)
         segmenters[(seg.arch, seg.loss)] = read_json(path)
-    df = health_checks(accuracies, read_json(smk.input.box_fill[0]), read_json(smk.input.bap), segmenters)
+    df = health_checks(accuracies, read_json(smk.input.box_fill[0]), read_json(smk.input.bap), segmenters,
+                       stride_reference=read_json(smk.input.stride_reference[0]))
     write_table(df, Path(smk.output.csv).with_suffix(""), title="Health checks: did every stage learn?",
                 floatfmt=".2f")  # fit ratios need two decimals
 

@@ -23,7 +23,7 @@ from .vgg import (
 )
 from .weights import init_backbone
 
-__all__ = ["DeepLab", "CosineClassifier", "ARCHS"]
+__all__ = ["DeepLab", "CosineClassifier", "ARCHS", "OUTPUT_STRIDE"]
 
 ARCHS = ("v1", "v2")
 
@@ -33,6 +33,9 @@ ARCHS = ("v1", "v2")
 # 8k + 1 pixels (the paper's 321 crops -> 41 features). False would shift the map by up to 0.43
 # feature pixels (3.4 image pixels) at the borders of a 321 crop.
 ALIGN_CORNERS = True
+
+# Input pixels per score of both segmenters (DeepLab's output stride): a 321 crop gives 41 x 41.
+OUTPUT_STRIDE = 8
 
 
 def resize_bilinear(x: Tensor, size: tuple[int, int] | None = None, *, scale: float | None = None) -> Tensor:

@@ -1,0 +1,14 @@
+"""Entry point of rule stride_reference."""
+from pathlib import Path
+
+from bana_core.data.voc import read_split
+from bana_core.io import write_json
+from bana_core.stage3 import stride_reference_miou
+from bana_core.workflow_utils import run_script
+
+
+def main(smk):
+    write_json(smk.output[0], stride_reference_miou(Path(smk.params.voc_root), read_split(smk.params.split)))
+
+
+run_script(snakemake, main)  # noqa: F821
