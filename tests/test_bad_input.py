@@ -112,7 +112,7 @@ config_text_case("stage3 lr inf", _replace_once("      lr: 0.01               # 
 config_text_case("pretrain.lr -inf", _replace_once("  lr: 0.05 ", "  lr: -.inf "), "'pretrain.lr'", "finite")
 config_text_case("stage2.crf NaN item", _replace_once("crf: [4, 55, 3, 3, 3]", "crf: [4, 55, .nan, 3, 3]"),
                  "'stage2.crf.2'", "not a finite number")
-config_text_case("key given twice", _replace_once("  iterations: 500\n", "  iterations: 500\n  iterations: 50\n"),
+config_text_case("key given twice", _replace_once("\n  iterations: 500 ", "\n  iterations: 50\n  iterations: 500 "),
                  "'iterations' appears twice", "not valid YAML")
 config_text_case("1e-3 read as text", _replace_once("\n  lr: 0.01 ", "\n  lr: 1e-2 "), "'stage1.lr'", "'1e-2'",
                  "write it with a dot")
