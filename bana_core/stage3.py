@@ -1,32 +1,28 @@
 """Stage 3: DeepLab-V1/V2 trained on the pseudo labels with NAL (or a rival loss); prediction
 with multi-scale + flip averaging; DenseCRF as its own step fed by the saved logits; scoring;
-the VOC evaluation-server archive of test predictions; the ground truth as far as a segmenter's
-output stride can express it (the health checks' reference for the segmenters)."""
+the VOC evaluation-server archive of test predictions."""
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
 from .data.transforms import normalize, train_transform
-from .data.voc import VocLayout, load_image, load_label
+from .data.voc import VocLayout, load_image
 from .experiments import Segmenter
 from .io import atomic_dir, write_json
 from .label_index import read_pseudo_label_index
 from .losses import build_loss
-from .metrics import ConfusionMeter
 from .models import build_segmenter, place_model
-from .models.deeplab import OUTPUT_STRIDE, DeepLab, resize_bilinear
+from .models.deeplab import DeepLab, resize_bilinear
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
 log = logging.getLogger(__name__)
@@ -145,34 +141,3 @@ def predict_split(*, model_path: Path, voc_root: Path, image_ids: Sequence[str],
                                     device=device)
             np.save(tmp / f"{image_id}.npy", logits.numpy().astype(np.float16))
         write_json(tmp / "ids.json", list(image_ids))
-
-
-def stride_limited_label(label: np.ndarray, *, stride: int = OUTPUT_STRIDE,
-                         num_classes: int = NUM_VOC_CLASSES) -> np.ndarray:
-    """``label`` (uint8 ``[H, W]``) as a segmenter with output ``stride`` can express it.
-
-    One score per class and cell, as the segmenters give: the class's share of a stride x stride
-    cell centred on pixel ``stride * i`` (where the backbones centre score i), ``ceil(H / stride)``
-    cells down as their output. The scores are resized to ``[H, W]`` as predictions are
-    (:func:`resize_bilinear`), and the argmax is the label. Ignored pixels (255) count for no class.
-    """
-    h, w = label.shape
-    valid = torch.from_numpy(label != 255)
-    onehot = F.one_hot(torch.from_numpy(label.astype(np.int64)).where(valid, 0), num_classes)
-    onehot = (onehot * valid[..., None]).permute(2, 0, 1)[None].float()
-    cells = F.avg_pool2d(onehot, stride, stride, padding=stride // 2, count_include_pad=False)
-    cells = cells[..., :math.ceil(h / stride), :math.ceil(w / stride)]
-    return resize_bilinear(cells, (h, w))[0].argmax(0).numpy().astype(np.uint8)
-
-
-def stride_reference_miou(voc_root: Path, image_ids: Sequence[str], *, stride: int = OUTPUT_STRIDE) -> dict:
-    """mIoU of :func:`stride_limited_label` of each image's ground truth: about the most a segmenter
-    with this output stride can score before CRF, whatever it learns (small images, thin parts)."""
-    layout = VocLayout(Path(voc_root))
-    meter = ConfusionMeter(NUM_VOC_CLASSES)
-    for image_id in image_ids:
-        gt = load_label(layout.label_path(image_id))
-        meter.update(stride_limited_label(gt, stride=stride), gt)
-    mean, per_class = meter.miou()
-    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
-            "n_images": len(image_ids), "stride": stride}

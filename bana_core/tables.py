@@ -123,7 +123,7 @@ def health_checks(accuracies: Mapping[str, dict], box_fill: dict, bap: dict,
                   segmenters: Mapping[tuple[str, str], dict], stride_reference: dict | None = None) -> pd.DataFrame:
     """Did every stage learn? Rows: val box accuracy per classifier (stage 1); BAP Ycrf / Yret vs
     filling the boxes (stage 2); the ground truth at the segmenters' output stride
-    (:func:`bana_core.stage3.stride_reference_miou`, when given: what the segmenters could reach);
+    (:func:`bana_core.stride_reference.stride_reference_miou`, when given: what the segmenters could reach);
     per Table-5 segmenter ``(arch, loss)``, its val mIoU after CRF over the val mIoU of the labels
     it trained on (Table 3's row: Yret for ce_ret, Ycrf otherwise): the fit ratio (stage 3).
     Columns: value, target, whether it is met."""

@@ -1,4 +1,4 @@
-"""The ground truth at the segmenters' output stride (bana_core.stage3.stride_limited_label): the
+"""The ground truth at the segmenters' output stride (bana_core.stride_reference): the
 health checks' reference for what a stride-8 segmenter can score before CRF."""
 import math
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bana_core.models.deeplab import OUTPUT_STRIDE
-from bana_core.stage3 import segmenter_from_config, stride_limited_label, stride_reference_miou
+from bana_core.stage3 import segmenter_from_config
+from bana_core.stride_reference import stride_limited_label, stride_reference_miou
 
 
 def test_stride_one_gives_the_label_back():

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from bana_core.data.voc import read_split
 from bana_core.io import write_json
-from bana_core.stage3 import stride_reference_miou
+from bana_core.stride_reference import stride_reference_miou
 from bana_core.workflow_utils import run_script
 
 
