@@ -21,7 +21,7 @@ from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .errors import DataError
 from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
 from .label_index import index_entry
-from .metrics import ConfusionMeter
+from .metrics import ConfusionMeter, per_class_json
 
 
 def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
@@ -58,7 +58,7 @@ def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) 
     for k, m in meters.items():
         mean, per_class = m.miou()
         result[f"miou_{k}"] = None if np.isnan(mean) else float(mean)
-        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+        result[f"per_class_{k}"] = per_class_json(per_class)
     write_json(eval_path, result)
     return result
 
@@ -82,7 +82,7 @@ def box_fill_miou(voc_root: Path, image_ids: Sequence[str]) -> dict:
         gt = load_label(layout.label_path(image_id), expect_size=(ann.width, ann.height))
         meter.update(box_fill_label(ann.height, ann.width, ann.boxes()), gt)
     mean, per_class = meter.miou()
-    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
+    return {"miou": float(mean), "per_class": per_class_json(per_class),
             "n_images": len(image_ids)}
 
 
@@ -123,7 +123,7 @@ def evaluate_split(pred_dir: Path, voc_root: Path) -> dict:
     for k, m in meters.items():
         mean, per_class = m.miou()
         result[f"miou_{k}"] = float(mean)
-        result[f"per_class_{k}"] = [None if np.isnan(v) else float(v) for v in per_class]
+        result[f"per_class_{k}"] = per_class_json(per_class)
     return result
 
 

@@ -57,6 +57,11 @@ def miou(confusion: np.ndarray) -> tuple[float, np.ndarray]:
     return mean, per_class
 
 
+def per_class_json(per_class) -> list[float | None]:
+    """Per-class IoUs as JSON stores them: a class absent from gt and prediction (NaN) as null."""
+    return [None if np.isnan(v) else float(v) for v in per_class]
+
+
 class ConfusionMeter:
     """A confusion matrix accumulated over images; shards save ``to_dict()`` and a merge ``add``s them."""
 

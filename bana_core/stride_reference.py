@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .classes import NUM_VOC_CLASSES
 from .data.voc import VocLayout, load_label
-from .metrics import ConfusionMeter
+from .metrics import ConfusionMeter, per_class_json
 from .models.deeplab import OUTPUT_STRIDE, resize_bilinear
 
 
@@ -49,5 +49,5 @@ def stride_reference_miou(voc_root: Path, image_ids: Sequence[str], *, stride: i
         gt = load_label(layout.label_path(image_id))
         meter.update(stride_limited_label(gt, stride=stride), gt)
     mean, per_class = meter.miou()
-    return {"miou": float(mean), "per_class": [None if np.isnan(v) else float(v) for v in per_class],
+    return {"miou": float(mean), "per_class": per_class_json(per_class),
             "n_images": len(image_ids), "stride": stride}
