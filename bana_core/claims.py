@@ -2,18 +2,20 @@
 
 A claim's *delta* is computed by the same function from our tables and from the published ones
 (config/paper_results.yaml: 'authors' = the BANA paper as the report quotes it, 'report' = the
-[Re] reproduction), so the three columns of the claims table cannot drift apart. Over several
-seeds, the verdict is:
+[Re] reproduction), so the three columns of the claims table cannot drift apart. Over n seeds,
+the verdict comes from a one-sided 95 % Student-t bound on the mean delta (standard error
+sd / sqrt(n), t quantile with n - 1 degrees of freedom), a level fixed before any verdict was
+seen:
 
-* **holds**: the mean delta exceeds the claim's margin by more than 2 standard deviations, or
-  the delta exceeds the margin on every seed;
-* **contradicted**: the same with the sign reversed (below the margin by more than 2 sd, or on
-  every seed);
-* **not resolved**: anything else (seeds disagree and the mean is within 2 sd of the margin).
+* **holds**: the lower bound, mean - t(0.95, n - 1) * se, is above the claim's margin;
+* **contradicted**: the upper bound, mean + t(0.95, n - 1) * se, is below the margin;
+* **not resolved**: the margin lies between the bounds, or fewer than two seeds have a delta
+  (one run says nothing about seed-to-seed noise).
 
-The margin is 0 for "A beats B"; claims of the form "A is at or near B" allow a tolerance. One
-seed decides by its sign alone ("on every seed" of one), which is weak evidence: the table
-shows n, and ``config/claims.yaml`` runs three.
+Each bound errs with probability 5 % when the claim's true delta sits exactly on the margin
+(if seeds are independent and their deltas roughly normal). The margin is 0 for "A beats B";
+claims of the form "A is at or near B" allow a tolerance. :func:`seeds_needed` says how many
+seeds resolve an effect of a given size at a given seed-to-seed sd.
 """
 
 from __future__ import annotations
@@ -108,18 +110,58 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def verdict(deltas: Sequence[float], margin: float = 0.0) -> str:
-    """holds / not resolved / contradicted for one claim's deltas over seeds (NaNs dropped)."""
-    d = np.asarray([x for x in deltas if x is not None and not math.isnan(x)], dtype=float) - margin
-    if d.size == 0:
+CONFIDENCE = 0.95  # one-sided, for the lower (holds) and the upper (contradicted) bound
+
+
+def _valid(deltas: Sequence[float]) -> np.ndarray:
+    return np.asarray([x for x in deltas if x is not None and not math.isnan(x)], dtype=float)
+
+
+def _t_quantile(n: int, confidence: float) -> float:
+    from scipy.stats import t  # scipy.stats costs ~0.5 s to import: only the claims need it
+
+    return float(t.ppf(confidence, n - 1))
+
+
+def mean_bounds(deltas: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Mean, standard error and one-sided ``confidence`` bounds of the deltas over seeds (NaNs
+    dropped): ``{"n", "mean", "sd", "se", "lower", "upper"}``; sd, se and the bounds are NaN
+    below two seeds."""
+    d = _valid(deltas)
+    n = int(d.size)
+    out = {"n": n, "mean": float(d.mean()) if n else math.nan, "sd": math.nan, "se": math.nan,
+           "lower": math.nan, "upper": math.nan}
+    if n >= 2:
+        sd = float(d.std(ddof=1))
+        se = sd / math.sqrt(n)
+        half = _t_quantile(n, confidence) * se
+        out.update(sd=sd, se=se, lower=out["mean"] - half, upper=out["mean"] + half)
+    return out
+
+
+def verdict(deltas: Sequence[float], margin: float = 0.0, confidence: float = CONFIDENCE) -> str:
+    """holds / not resolved / contradicted for one claim's deltas over seeds (NaNs dropped): the
+    one-sided ``confidence`` bounds of the mean delta against ``margin`` (module docstring)."""
+    b = mean_bounds(deltas, confidence)
+    if b["n"] < 2:
         return NOT_RESOLVED
-    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
-    mean = float(d.mean())
-    if (d > 0).all() or (d.size > 1 and mean > 2 * sd):
+    if b["lower"] > margin:
         return HOLDS
-    if (d < 0).all() or (d.size > 1 and -mean > 2 * sd):
+    if b["upper"] < margin:
         return CONTRADICTED
     return NOT_RESOLVED
+
+
+def seeds_needed(effect: float, sd: float, confidence: float = CONFIDENCE, max_seeds: int = 1000) -> int | None:
+    """The fewest seeds (at least 2) whose bound resolves a mean delta ``effect`` points away from
+    the margin when the seed-to-seed sd is ``sd``: t(confidence, n - 1) * sd / sqrt(n) < |effect|.
+    None when even ``max_seeds`` do not (no effect, or noise far larger than it)."""
+    if effect == 0 or math.isnan(effect) or math.isnan(sd):
+        return None
+    for n in range(2, max_seeds + 1):
+        if _t_quantile(n, confidence) * sd / math.sqrt(n) < abs(effect):
+            return n
+    return None
 
 
 def published_tables(published: Mapping[str, Mapping], source: str) -> dict[str, pd.DataFrame]:
@@ -134,23 +176,26 @@ def published_tables(published: Mapping[str, Mapping], source: str) -> dict[str,
 
 def claims_table(per_seed: Sequence[Tables], published: Mapping[str, Mapping] | None = None,
                  claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
-    """One row per claim: the paper's and the [Re] delta, ours (mean, sd, n, per seed), verdict."""
+    """One row per claim: the paper's and the [Re] delta; ours: mean, sd, standard error, one-sided 95 %
+    bounds, n and each seed's delta; the margin and the verdict."""
     published = published or {}
     paper, reproduction = published_tables(published, "authors"), published_tables(published, "report")
     rows = {}
     for claim in claims:
         deltas = [claim.delta(t) for t in per_seed]
-        valid = [d for d in deltas if not math.isnan(d)]
-        n = len(valid)
+        b = mean_bounds(deltas)
         rows[claim.id] = {
             "claim": claim.text,
             "table": claim.table,
             "paper": round(claim.delta(paper), 1),
             "[Re]": round(claim.delta(reproduction), 1),
-            "ours (mean)": round(float(np.mean(valid)), 1) if n else math.nan,
-            "ours (sd)": round(float(np.std(valid, ddof=1)), 1) if n > 1 else math.nan,
-            "n seeds": n,
-            "ours per seed": " ".join(f"{d:+.1f}" for d in valid),
+            "ours (mean)": round(b["mean"], 1),
+            "ours (sd)": round(b["sd"], 1),
+            "ours (se)": round(b["se"], 2),
+            "lower (95 %)": round(b["lower"], 1),
+            "upper (95 %)": round(b["upper"], 1),
+            "n seeds": b["n"],
+            "ours per seed": " ".join(f"{d:+.1f}" for d in _valid(deltas)),
             "margin": claim.margin,
             "verdict": verdict(deltas, claim.margin),
         }

@@ -8,20 +8,29 @@ import pandas as pd
 import pytest
 import yaml
 
-from bana_core.claims import CLAIMS, CONTRADICTED, HOLDS, NOT_RESOLVED, claims_table, verdict
+from bana_core.claims import (CLAIMS, CONTRADICTED, HOLDS, NOT_RESOLVED, claims_table, mean_bounds, seeds_needed,
+                              verdict)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# One-sided 95 % Student-t quantiles, from a printed table (not from scipy, which the code uses).
+T95 = {1: 6.3138, 2: 2.9200, 3: 2.3534, 4: 2.1318}
+
+
 @pytest.mark.parametrize("deltas, margin, expected", [
-    ([0.4], 0.0, HOLDS),                      # one seed: its sign decides
-    ([-0.4], 0.0, CONTRADICTED),
-    ([1.0, 0.2, 3.0], 0.0, HOLDS),            # positive on every seed, though mean < 2 sd
-    ([3.0] * 9 + [-0.1], 0.0, HOLDS),        # one negative seed, but mean 2.69 > 2 sd (1.96)
-    ([2.0, -1.0, 0.5], 0.0, NOT_RESOLVED),    # mixed signs, mean 0.5 within 2 sd
-    ([-2.0, -3.0, -2.5], 0.0, CONTRADICTED),
-    ([-0.5, -0.8, -0.2], -1.0, HOLDS),        # "within 1 point": all above the margin
-    ([-1.5, -2.0, -1.2], -1.0, CONTRADICTED),
+    ([1.0, 2.0, 3.0], 0.0, HOLDS),            # mean 2, se 1/sqrt(3): lower 2 - 2.92 * 0.577 = 0.31 > 0
+    ([1.0, 2.0, 3.0], 0.5, NOT_RESOLVED),     # ... but 0.31 < a margin of 0.5
+    ([-1.0, -2.0, -3.0], 0.0, CONTRADICTED),  # reversed effect: upper -0.31 < 0
+    ([1.0, -1.0, 0.5, -0.5], 0.0, NOT_RESOLVED),  # no effect: mean 0
+    ([0.2, 0.1, 0.3], 0.0, HOLDS),            # small but steady: lower 0.2 - 2.92 * 0.0577 = 0.031
+    ([0.1, 0.1, 2.5], 0.0, NOT_RESOLVED),     # every seed positive, mean 0.9, lower -1.12: not enough
+    ([-0.5, -0.6, -0.4], -1.0, HOLDS),        # "within 1 point": lower -0.5 - 2.92 * 0.0577 = -0.67 > -1
+    ([-0.5, -0.8, -0.2], -1.0, NOT_RESOLVED),  # lower -0.5 - 2.92 * 0.173 = -1.006: just short
+    ([-1.5, -1.6, -1.4], -1.0, CONTRADICTED),  # upper -1.5 + 0.169 = -1.33 < -1
+    ([-1.5, -2.0, -1.2], -1.0, NOT_RESOLVED),  # upper -1.567 + 2.92 * 0.233 = -0.885 > -1
+    ([0.4], 0.0, NOT_RESOLVED),               # one seed says nothing about noise
+    ([-5.0], 0.0, NOT_RESOLVED),
     ([math.nan, math.nan], 0.0, NOT_RESOLVED),
     ([], 0.0, NOT_RESOLVED),
 ])
@@ -29,8 +38,41 @@ def test_verdict(deltas, margin, expected):
     assert verdict(deltas, margin) == expected
 
 
+def test_bounds_are_the_hand_computed_t_bounds():
+    b = mean_bounds([1.0, 2.0, 3.0])
+    assert b["n"] == 3 and b["mean"] == pytest.approx(2.0) and b["sd"] == pytest.approx(1.0)
+    assert b["se"] == pytest.approx(1 / math.sqrt(3))
+    assert b["lower"] == pytest.approx(2.0 - T95[2] / math.sqrt(3), abs=1e-3)   # 0.3141
+    assert b["upper"] == pytest.approx(2.0 + T95[2] / math.sqrt(3), abs=1e-3)   # 3.6859
+    # five seeds: t(0.95, 4)
+    b = mean_bounds([1.0, 3.0, 2.0, 4.0, 0.0])
+    assert b["lower"] == pytest.approx(2.0 - T95[4] * math.sqrt(2.5) / math.sqrt(5), abs=1e-3)
+    # two seeds: the wide t(0.95, 1)
+    b = mean_bounds([1.0, 2.0])
+    assert b["lower"] == pytest.approx(1.5 - T95[1] * math.sqrt(0.5) / math.sqrt(2), abs=1e-3)  # -1.657
+
+
 def test_verdict_drops_missing_seeds():
-    assert verdict([1.0, math.nan, 2.0]) == HOLDS
+    assert mean_bounds([1.0, math.nan, 2.0, None, 3.0]) == mean_bounds([1.0, 2.0, 3.0])
+    assert verdict([1.0, math.nan, 2.0, 3.0]) == HOLDS
+    assert verdict([1.0, math.nan]) == NOT_RESOLVED  # one valid seed left
+    b = mean_bounds([math.nan])
+    assert b["n"] == 0 and math.isnan(b["mean"]) and math.isnan(b["lower"])
+
+
+def test_identical_seeds_resolve_by_their_value():
+    assert verdict([0.5, 0.5, 0.5]) == HOLDS          # sd 0: the bounds are the mean
+    assert verdict([0.0, 0.0, 0.0]) == NOT_RESOLVED   # exactly on the margin
+
+
+def test_seeds_needed():
+    # effect 1 point at sd 1: n = 5 is the first with t(0.95, n-1) / sqrt(n) < 1 (2.1318 / 2.236 = 0.953;
+    # n = 4: 2.3534 / 2 = 1.18)
+    assert seeds_needed(1.0, 1.0) == 5
+    assert seeds_needed(-1.0, 1.0) == 5               # the size counts, not the sign
+    assert seeds_needed(3.0, 1.0) == 3                # 2.92 / 1.732 = 1.69 < 3; n = 2: 6.31 / 1.41 = 4.46
+    assert seeds_needed(0.0, 1.0) is None
+    assert seeds_needed(0.1, 10.0, max_seeds=50) is None
 
 
 def _seed_tables(bap: float, gap: float, nal_v1: float) -> dict[str, pd.DataFrame]:
@@ -111,5 +153,5 @@ def test_claims_from_table_files_reads_our_columns_only(tmp_path):
     df = claims_from_table_files([files])
     assert df.loc["C1", "ours (mean)"] == 1.5
     assert df.loc["C6", "ours (mean)"] == 0.5
-    assert df.loc["C4d", "verdict"] == CONTRADICTED
-    assert df.loc["C1", "n seeds"] == 1
+    assert df.loc["C4d", "verdict"] == NOT_RESOLVED   # one seed (-1.0) resolves nothing
+    assert df.loc["C1", "n seeds"] == 1 and math.isnan(df.loc["C1", "lower (95 %)"])
