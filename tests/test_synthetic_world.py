@@ -213,4 +213,37 @@ def test_calibration_statistics(tmp_path, capsys):
         assert x["labels_in_val"] == 21  # the first 20 val images cycle through the classes
         assert 1.0 <= x["objects_per_image_val"] <= 4.0 and 1.0 <= x["objects_per_image_voc"] <= 4.0
         assert x["world"]["images"] == 25 and x["world"]["traits"]["holes"] == 0.0
+        assert 5 < x["foreground_share_val"] < 60
     assert lines[0]["box_fill_val"] != lines[1]["box_fill_val"]
+
+
+def test_object_scale_sets_the_foreground_share(tmp_path):
+    # Larger objects cover more of the image, with the scene's objects and classes as drawn.
+    from bana_core.data.synthetic.calibrate import foreground_share
+    from bana_core.data.synthetic.dataset import synthesize
+
+    shares = []
+    for scale in (1.0, 2.0):
+        root = tmp_path / f"s{scale}"
+        synthesize(root, image_size=(96, 72), n_train=2, n_val=40, n_test=1, n_sbd_only=0, n_coco=1, seed=0,
+                   world=World(object_scale=scale), progress=False)
+        voc = root / "VOCdevkit" / "VOC2012"
+        ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+        shares.append(foreground_share(voc, ids))
+    assert 0.05 < shares[0] < shares[1] < 0.6
+    assert shares[1] > 1.3 * shares[0]
+    with pytest.raises(ValueError, match="object_scale must be positive"):
+        World(object_scale=0.0)
+
+
+def test_foreground_share_counts_labelled_pixels_only(tmp_path):
+    from PIL import Image
+
+    from bana_core.data.synthetic.calibrate import foreground_share
+
+    (tmp_path / "SegmentationClass").mkdir()
+    label = np.zeros((10, 10), np.uint8)
+    label[:2] = 3          # 20 object pixels
+    label[2:4] = 255       # 20 void pixels: not labelled
+    Image.fromarray(label, mode="L").save(tmp_path / "SegmentationClass" / "x.png")
+    assert foreground_share(tmp_path, ["x"]) == pytest.approx(20 / 80)

@@ -12,8 +12,7 @@ def main(smk):
         image_size=tuple(s["image_size"]),
         n_train=s["n_train"], n_val=s["n_val"], n_test=s["n_test"],
         n_sbd_only=s["n_sbd_only"], n_coco=s["n_coco"], seed=s["seed"],
-        world=World(context=s["context"], camouflage=s["camouflage"], soft_edges=s["soft_edges"],
-                    holes=s["holes"], thin_parts=s["thin_parts"]),
+        world=World.from_settings(s),
         workers=smk.threads,
     )
 
