@@ -42,6 +42,7 @@ def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) 
     index: dict[str, dict[str, str]] = {}
     meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
     timings: dict[str, float] = {}
+    reach = {"bg_pixels": 0, "u0_positive": 0, "u0_sum": 0.0}
     for d in shard_dirs:
         d = Path(d)
         meta = read_json(d / "meta.json")
@@ -53,8 +54,15 @@ def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) 
             m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
         for k, v in meta.get("timings_s", {}).items():
             timings[k] = timings.get(k, 0.0) + v
+        for k, v in meta.get("u0_in_box_background", {}).items():
+            reach[k] += v
     write_json(index_path, index)
     result = {"n_images": len(index), "timings_s": timings}
+    # u0 inside the boxes on their ground-truth background (bana_core.stage2.add_u0_reach)
+    n_bg = reach["bg_pixels"]
+    result["u0_in_box_background"] = {"n_pixels": n_bg,
+                                      "share_positive": reach["u0_positive"] / n_bg if n_bg else None,
+                                      "mean": reach["u0_sum"] / n_bg if n_bg else None}
     for k, m in meters.items():
         mean, per_class = m.miou()
         result[f"miou_{k}"] = None if np.isnan(mean) else float(mean)

@@ -224,6 +224,7 @@ def bootstrapping_loss(cosine: Tensor, y_crf: Tensor, y_ret: Tensor, *, temperat
 LOSSES: dict[str, str] = {
     "ce_crf": "CE on Y_crf (Table 5 'w/ Ycrf')",
     "ce_ret": "CE on Y_ret (Table 5 'w/ Yret')",
+    "ce_gt": "CE on the ground truth (Table 5 'full supervision'; the trainer passes it as both labels)",
     "baseline": "CE on S only (Table 7 'Baseline')",
     "er": "CE on S + entropy regularisation on ~S (Table 7)",
     "bootstrap": "CE on S + soft bootstrapping on ~S (Table 7)",
@@ -265,7 +266,7 @@ def build_loss(name: str, **params) -> LossFn:
     t, ign = p["temperature"], p["ignore_index"]
 
     def fn(cosine: Tensor, y_crf: Tensor, y_ret: Tensor) -> tuple[Tensor, dict[str, float]]:
-        if name == "ce_crf":
+        if name in ("ce_crf", "ce_gt"):
             return ce_loss(cosine, y_crf, temperature=t, ignore_index=ign, return_parts=True)
         if name == "ce_ret":
             return ce_loss(cosine, y_ret, temperature=t, ignore_index=ign, return_parts=True)

@@ -22,7 +22,7 @@ from .data.transforms import normalize
 from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .io import atomic_dir, save_label_png, write_json
 from .metrics import ConfusionMeter
-from .pseudo_labels import make_pseudo_labels
+from .pseudo_labels import pseudo_label_parts
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,20 @@ VARIANTS = {
     "nou0": {"use_u0": False, "agnostic": False},  # Table 3/8 "w/o u0": background CAM as u0
     "agnostic": {"use_u0": True, "agnostic": True},  # Table 9: 1 - u0 for every class
 }
+
+
+def add_u0_reach(totals: dict, u0: np.ndarray, gt: np.ndarray, boxes: np.ndarray) -> None:
+    """Add to ``totals`` how far u0 (Eq. 4, after the cut) reaches the background inside the boxes:
+    the ground-truth background pixels inside some box (``bg_pixels``), those with u0 > 0
+    (``u0_positive``) and u0's sum over them (``u0_sum``). Where u0 is 0 there, the CRF sees no
+    background evidence in the boxes, and BAP's attention does not reach the labels."""
+    inside = np.zeros(gt.shape, dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes)[:, :4]:  # a handful of boxes per image
+        inside[y1:y2, x1:x2] = True
+    bg = inside & (gt == 0)
+    totals["bg_pixels"] += int(bg.sum())
+    totals["u0_positive"] += int((u0[bg] > 0).sum())
+    totals["u0_sum"] += float(u0[bg].sum())
 
 
 @torch.no_grad()
@@ -50,6 +64,7 @@ def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: st
     weight = model.classifier_weight.detach().float().cpu()
     meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
     timings = {"features": 0.0, "labels": 0.0, "io": 0.0}
+    u0_reach = {"bg_pixels": 0, "u0_positive": 0, "u0_sum": 0.0}
     with atomic_dir(out_dir) as tmp:
         for image_id in tqdm(image_ids, desc=f"pseudo labels {out_dir.name}", disable=not progress, mininterval=5):
             t0 = time.perf_counter()
@@ -59,9 +74,10 @@ def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: st
             t1 = time.perf_counter()
             feats = image_features(model, image, device)
             t2 = time.perf_counter()
-            y_crf, y_ret = make_pseudo_labels(
+            parts = pseudo_label_parts(
                 image, feats, weight, boxes, grid_size=gen_grid, bg_threshold=cfg["bg_threshold"],
                 crf=tuple(cfg["crf"]), use_u0=opts["use_u0"], seen_classes=[] if opts["agnostic"] else None)
+            y_crf, y_ret = parts["y_crf"], parts["y_ret"]
             t3 = time.perf_counter()
             save_label_png(tmp / "crf" / f"{image_id}.png", y_crf)
             save_label_png(tmp / "ret" / f"{image_id}.png", y_ret)
@@ -71,10 +87,11 @@ def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: st
                 meters["crf"].update(y_crf, gt)
                 meters["ret"].update(y_ret, gt)
                 meters["agree"].update(y_crf, gt, mask=(y_crf == y_ret))
+                add_u0_reach(u0_reach, parts["u0"].cpu().numpy(), gt, boxes)
             timings["io"] += (t1 - t0) + (time.perf_counter() - t3)
             timings["features"] += t2 - t1
             timings["labels"] += t3 - t2
         meta = {"ids": list(image_ids), "confusion": {k: m.to_dict() for k, m in meters.items()},
-                "timings_s": timings}
+                "timings_s": timings, "u0_in_box_background": u0_reach}
         write_json(tmp / "meta.json", meta)
     return meta

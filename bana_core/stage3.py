@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .classes import NUM_VOC_CLASSES
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
 from .data.transforms import normalize, train_transform
-from .data.voc import VocLayout, load_image
+from .data.voc import VocLayout, load_image, read_split
 from .experiments import Segmenter
 from .io import atomic_dir, write_json
 from .label_index import read_pseudo_label_index
@@ -62,9 +62,20 @@ def loss_settings(stage3: dict, seg: Segmenter) -> dict:
     }
 
 
+def training_items(seg: Segmenter, voc_root: Path, labels: Path) -> list[tuple[str, Path, Path]]:
+    """(image id, Y_crf PNG, Y_ret PNG) of each training image, sorted. ``labels`` is the merged
+    pseudo-label index, or for a full-supervision segmenter the train_aug split, whose ground
+    truth (``SegmentationClassAug``) then stands for both labels."""
+    if seg.full_supervision:
+        layout = VocLayout(Path(voc_root))
+        return [(i, layout.label_path(i, aug=True), layout.label_path(i, aug=True)) for i in sorted(read_split(labels))]
+    return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(read_pseudo_label_index(labels).items())]
+
+
 def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index: Path, pretrained: str | None,
                     out: Path, work_dir: Path, device: torch.device, seed: int, workers: int = 0,
                     progress: bool = True) -> list[dict]:
+    """Train one segmenter on ``label_index`` (see :func:`training_items`) and save its weights."""
     arch_cfg = stage3["arch"][seg.arch]
     torch.manual_seed(seed)
     model = segmenter_from_config(seg.arch, arch_cfg, temperature=stage3["temperature"],
@@ -75,8 +86,7 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
     settings = loss_settings(stage3, seg)
     loss_fn = build_loss(seg.loss, **settings)
     aug = stage3["augment"]
-    items = [(image_id, paths["crf"], paths["ret"])
-             for image_id, paths in sorted(read_pseudo_label_index(label_index).items())]
+    items = training_items(seg, voc_root, label_index)
     dataset = PseudoLabelDataset(voc_root, items, train_transform(
         stage3["crop_size"], scale=tuple(aug["scale"]), jitter=aug["jitter"], hflip=aug["hflip"], mask_fill=255,
         boxes=False), seed=seed)

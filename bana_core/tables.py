@@ -16,7 +16,7 @@ from typing import Callable, Hashable, Mapping
 import numpy as np
 import pandas as pd
 
-from .experiments import CocoEval, Experiments, LabelSet, SegmenterEval
+from .experiments import FULL_SUPERVISION, CocoEval, Experiments, LabelSet, SegmenterEval
 from .io import atomic_path
 
 
@@ -48,9 +48,11 @@ NO_TEST_IMAGES = "needs dataset.voc_test_archive"
 
 
 def table5(evals: Mapping[tuple[str, str, str], dict]) -> pd.DataFrame:
-    """Segmentation mIoU after CRF: keys (arch, loss, split) with arch v1|v2, loss ce_crf|ce_ret|nal."""
+    """Segmentation mIoU after CRF: keys (arch, loss, split) with arch v1|v2, loss ce_crf|ce_ret|nal|ce_gt
+    (ce_gt: the same segmenter trained on the ground truth, the full-supervision reference)."""
     rows = [("w/ Ycrf (val)", "ce_crf", "val"), ("w/ Yret (val)", "ce_ret", "val"),
-            ("w/ NAL (val)", "nal", "val"), ("w/ NAL (test)", "nal", "test")]
+            ("w/ NAL (val)", "nal", "val"), ("w/ NAL (test)", "nal", "test"),
+            ("full supervision (val)", "ce_gt", "val")]
     out: dict[str, dict[str, object]] = {}
     for arch, col in (("v1", "DeepLab-V1"), ("v2", "DeepLab-V2")):
         out[col] = {}
@@ -113,20 +115,46 @@ def fig3(evals: Mapping[tuple[float, float], dict]) -> pd.DataFrame:
     return pd.DataFrame(data).rename_axis("Damping")
 
 
-# What a healthy run reaches (demo targets; issue-tracker history in README's demo section).
+# What a healthy run reaches (demo targets; issue-tracker history in docs).
 BOX_ACCURACY_TARGET = 90.0
-FIT_TARGETS = {"v1": 0.80, "v2": 0.85}  # segmenter val mIoU after CRF / val mIoU of its labels
-TRAINING_LABELS = {"ce_crf": ("Ycrf", "miou_crf"), "nal": ("Ycrf", "miou_crf"), "ce_ret": ("Yret", "miou_ret")}
+# A box-supervised segmenter's val mIoU after CRF over the same architecture's full supervision
+# (ce_gt), as box-supervised papers report "x % of full supervision".
+FIT_TARGETS = {"v1": 0.85, "v2": 0.90}
+# Full supervision over the ground truth at the output stride after the same CRF: is the
+# reference itself fitted, or starved by the budget?
+FULL_SUPERVISION_TARGET = 0.85
+
+
+def _stage3_rows(segmenters: Mapping[tuple[str, str], dict], stride_reference: dict | None) -> dict:
+    rows: dict[str, tuple[float, object]] = {}
+    ceilings = (stride_reference or {}).get("after_crf", {})
+    stride = (stride_reference or {}).get("stride")
+    for arch, ceiling in sorted(ceilings.items()):
+        rows[f"ground truth at output stride {stride}, after the {arch} CRF: val mIoU (%)"] = (pct(ceiling), None)
+    full = {arch: pct(ev["miou_crf"]) for (arch, loss), ev in segmenters.items() if loss == FULL_SUPERVISION}
+    for (arch, loss), ev in sorted(segmenters.items()):
+        seg = pct(ev["miou_crf"])
+        rows[f"{arch}-{loss}: val mIoU after CRF (%)"] = (seg, None)
+        if loss == FULL_SUPERVISION:
+            if arch in ceilings:
+                ceiling = pct(ceilings[arch])
+                rows[f"{arch}-{loss}: / ground truth at stride {stride} after CRF ({ceiling:.1f})"] = (
+                    round(seg / ceiling, 2) if ceiling else float("nan"), FULL_SUPERVISION_TARGET)
+        elif arch in full:
+            rows[f"{arch}-{loss}: fit ratio (/ full supervision {full[arch]:.1f})"] = (
+                round(seg / full[arch], 2) if full[arch] else float("nan"), FIT_TARGETS[arch])
+    return rows
 
 
 def health_checks(accuracies: Mapping[str, dict], box_fill: dict, bap: dict,
                   segmenters: Mapping[tuple[str, str], dict], stride_reference: dict | None = None) -> pd.DataFrame:
     """Did every stage learn? Rows: val box accuracy per classifier (stage 1); BAP Ycrf / Yret vs
-    filling the boxes (stage 2); the ground truth at the segmenters' output stride
-    (:func:`bana_core.stride_reference.stride_reference_miou`, when given: what the segmenters could reach);
-    per Table-5 segmenter ``(arch, loss)``, its val mIoU after CRF over the val mIoU of the labels
-    it trained on (Table 3's row: Yret for ce_ret, Ycrf otherwise): the fit ratio (stage 3).
-    Columns: value, target, whether it is met."""
+    filling the boxes, and how far u0 reaches the background inside the boxes (stage 2); the
+    ground truth at the segmenters' output stride before and after each architecture's CRF
+    (:func:`bana_core.stride_reference.stride_reference_miou`, when given: what a segmenter could
+    reach); per Table-5 segmenter ``(arch, loss)`` its val mIoU after CRF and its fit ratio, over
+    the same architecture's full supervision (ce_gt), and full supervision over the stride
+    ceiling after CRF (stage 3). Columns: value, target, whether it is met."""
     rows: dict[str, tuple[float, object]] = {}
     for name, acc in sorted(accuracies.items()):
         rows[f"classifier {name}: val box accuracy (%)"] = (pct(acc["box_accuracy"]), BOX_ACCURACY_TARGET)
@@ -135,15 +163,14 @@ def health_checks(accuracies: Mapping[str, dict], box_fill: dict, bap: dict,
     rows["BAP Ycrf: val mIoU (%)"] = (pct(bap["miou_crf"]), None)
     rows["BAP Yret: val mIoU (%)"] = (pct(bap["miou_ret"]), None)
     rows["BAP Ycrf margin over box fill (points)"] = (round(pct(bap["miou_crf"]) - fill, 1), 0.0)
+    reach = bap.get("u0_in_box_background") or {}
+    if reach.get("share_positive") is not None:
+        rows["BAP u0 > 0 on in-box background pixels (% of them)"] = (pct(reach["share_positive"]), None)
+        rows["BAP u0 on in-box background pixels: mean"] = (round(reach["mean"], 3), None)
     if stride_reference is not None:
         rows[f"ground truth at output stride {stride_reference['stride']}, before CRF: val mIoU (%)"] = (
             pct(stride_reference["miou"]), None)
-    for (arch, loss), ev in sorted(segmenters.items()):
-        labels, key = TRAINING_LABELS[loss]
-        seg, lab = pct(ev["miou_crf"]), pct(bap[key])
-        rows[f"{arch}-{loss}: val mIoU after CRF (%)"] = (seg, None)
-        rows[f"{arch}-{loss}: fit ratio (/ {labels} {lab:.1f})"] = (round(seg / lab, 2) if lab else float("nan"),
-                                                                   FIT_TARGETS[arch])
+    rows.update(_stage3_rows(segmenters, stride_reference))
     df = pd.DataFrame.from_dict(rows, orient="index", columns=["value", "target"]).rename_axis("Check")
     met = [("" if pd.isna(t) else ("yes" if v >= t else "no")) for v, t in zip(df["value"], df["target"], strict=True)]
     df["met"] = met

@@ -1,13 +1,13 @@
 # Stage 3: DeepLab-V1/V2 on the pseudo labels (NAL and rivals), prediction, CRF, scoring.
 
 SEG = f"{R}/segmenters/{{model}}"
-TRAIN_LABELS = f"{R}/pseudo_labels/{EXP.training_labels().path}/index.json"
 
 
 rule train_segmenter:
-    """DeepLab-V1 / V2 with one loss (ce_crf, ce_ret, nal, baseline, er, bootstrap)."""
+    """DeepLab-V1 / V2 with one loss (ce_crf, ce_ret, nal, baseline, er, bootstrap), or with CE on
+    the ground truth (ce_gt, full supervision: the train_aug split stands in for the labels)."""
     input:
-        labels=TRAIN_LABELS,
+        labels=segmenter_labels,
         dataset=voc_stamp(),
         pretrained=segmenter_pretrained,
     output:

@@ -56,8 +56,9 @@ rule box_fill_baseline:
 
 
 rule stride_reference:
-    """Val ground truth as far as the segmenters' output stride (8) can express it, scored: about
-    the most any segmenter can reach before CRF on this data (the health checks' reference)."""
+    """Val ground truth as far as the segmenters' output stride (8) can express it, scored before
+    and after each architecture's CRF: about the most any segmenter can reach on this data (the
+    health checks' reference)."""
     input:
         split_input("val"),
     output:
@@ -65,6 +66,8 @@ rule stride_reference:
     params:
         split=split_file("val"),
         voc_root=VOC,
+        crf={arch: block["crf"] for arch, block in config["stage3"]["arch"].items()},
+        temperature=config["stage3"]["temperature"],
         code=script_code("stride_reference"),
     threads: 1
     resources:

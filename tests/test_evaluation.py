@@ -24,7 +24,7 @@ def test_shard_ids_partition_in_order():
         shard_ids(ids, 3, 3)
 
 
-def make_shard(root, name, labels):
+def make_shard(root, name, labels, u0_reach=None):
     """A shard folder as pseudo_labels_shard writes it: crf/ and ret/ PNGs plus meta.json."""
     d = root / "shards" / name
     meters = {k: ConfusionMeter(NUM_VOC_CLASSES) for k in ("crf", "ret", "agree")}
@@ -36,6 +36,8 @@ def make_shard(root, name, labels):
         meters["agree"].update(crf, gt, mask=crf == ret)
     meta = {"ids": list(labels), "confusion": {k: m.to_dict() for k, m in meters.items()},
             "timings_s": {"crf": 1.5}}
+    if u0_reach is not None:
+        meta["u0_in_box_background"] = u0_reach
     (d / "meta.json").write_text(json.dumps(meta))
     return d
 
@@ -67,6 +69,33 @@ def test_merge_shards_index_and_miou(tmp_path):
     index = read_pseudo_label_index(moved / "set" / "index.json")
     assert index["c"]["ret"] == moved / "set" / "shards" / "1" / "ret" / "c.png"
     assert all(p.is_file() for paths in index.values() for p in paths.values())
+
+
+def test_merge_adds_up_u0_on_in_box_background(tmp_path):
+    gt = np.zeros((2, 2), dtype=np.uint8)
+    shards = [make_shard(tmp_path, "0", {"a": (gt, gt, gt)}, {"bg_pixels": 30, "u0_positive": 3, "u0_sum": 1.5}),
+              make_shard(tmp_path, "1", {"b": (gt, gt, gt)}, {"bg_pixels": 10, "u0_positive": 5, "u0_sum": 2.5})]
+    reach = merge_shards(shards, tmp_path / "index.json", tmp_path / "eval.json")["u0_in_box_background"]
+    assert reach == {"n_pixels": 40, "share_positive": 8 / 40, "mean": 4.0 / 40}
+    empty = merge_shards([make_shard(tmp_path / "e", "0", {"c": (gt, gt, gt)})],
+                         tmp_path / "e" / "index.json", tmp_path / "e" / "eval.json")
+    assert empty["u0_in_box_background"] == {"n_pixels": 0, "share_positive": None, "mean": None}
+
+
+def test_add_u0_reach_counts_ground_truth_background_inside_boxes():
+    from bana_core.stage2 import add_u0_reach
+
+    gt = np.zeros((6, 8), np.uint8)
+    gt[1:4, 1:4] = 7                       # the object
+    boxes = np.array([[0, 0, 5, 5, 7]])    # x1, y1, x2, y2 (exclusive), label: 25 pixels, 9 of them object
+    u0 = np.ones((6, 8), np.float32)       # 1 outside the boxes, as Eq. 4
+    u0[:5, :5] = 0.0
+    u0[0, 0], u0[4, 4], u0[2, 2] = 0.5, 0.25, 0.9   # two background pixels in the box, one object pixel
+    totals = {"bg_pixels": 0, "u0_positive": 0, "u0_sum": 0.0}
+    add_u0_reach(totals, u0, gt, boxes)
+    assert totals == {"bg_pixels": 16, "u0_positive": 2, "u0_sum": pytest.approx(0.75)}
+    add_u0_reach(totals, u0, gt, boxes)    # accumulates over images
+    assert totals["bg_pixels"] == 32 and totals["u0_positive"] == 4
 
 
 def test_merge_shards_rejects_an_image_listed_twice(tmp_path):

@@ -38,8 +38,8 @@ def test_label_sets_are_shared_between_tables():
 def test_segmenters_and_names_round_trip():
     e = exp("voc2012.yaml")  # the paper's 3 x 3 Fig. 3 grid (the demo keeps its 2 x 2 corners)
     names = e.segmenters()
-    assert len(names) == 6 + 3 + 9
-    assert len(exp().segmenters()) == 6 + 3 + 4
+    assert len(names) == 8 + 3 + 9  # Table 5 (with full supervision), Table 7's others, Fig. 3
+    assert len(exp().segmenters()) == 8 + 3 + 4
     for name in names:
         assert parse_segmenter(name).name == name
     assert parse_segmenter("v1-nal-lam0.05-damp70") == Segmenter("v1", "nal", 0.05, 70.0)

@@ -111,7 +111,7 @@ def test_void_pixels_never_contribute(name):
     fn = build_loss(name)
     cos, y_crf, y_ret = _random(3, void=0.3)
     void = (y_crf == 255) | (y_ret == 255)
-    if name == "ce_crf":
+    if name in ("ce_crf", "ce_gt"):  # ce_gt: the trainer passes the ground truth as y_crf (and y_ret)
         void = y_crf == 255
     elif name == "ce_ret":
         void = y_ret == 255
@@ -259,7 +259,7 @@ def test_losses_finite_and_decrease_on_a_tiny_head(name):
 def test_build_loss_parts_and_errors():
     cos, y_crf, y_ret = _tiny()
     keys = {"ce_crf": {"ce"}, "ce_ret": {"ce"}, "baseline": {"ce"}, "er": {"ce", "entropy"},
-            "bootstrap": {"ce", "bootstrap"}, "nal": {"ce", "wce"}}
+            "bootstrap": {"ce", "bootstrap"}, "nal": {"ce", "wce"}, "ce_gt": {"ce"}}
     assert set(LOSSES) == set(keys)
     settings = {"temperature": T, "lam": LAM, "damp": DAMP, "detach_sigma": False, "beta": 0.95}
     for name, expected in keys.items():
@@ -267,7 +267,7 @@ def test_build_loss_parts_and_errors():
         assert set(parts) == expected and total.dim() == 0
     total, _ = build_loss("nal", **settings)(cos, y_crf, y_ret)
     assert total.item() == noise_aware_loss(cos, y_crf, y_ret).item()
-    with pytest.raises(ConfigError, match="unknown loss 'focal'.*ce_crf, ce_ret, baseline, er, bootstrap, nal"):
+    with pytest.raises(ConfigError, match="unknown loss 'focal'.*ce_crf, ce_ret, ce_gt, baseline, er, bootstrap, nal"):
         build_loss("focal")
     with pytest.raises(ConfigError, match="gamma"):
         build_loss("nal", gamma=7)

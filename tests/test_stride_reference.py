@@ -74,3 +74,28 @@ def test_reference_miou_on_a_small_dataset(tmp_path):
     assert both["miou"] < one["miou"]
     exact = stride_reference_miou(root, ["a", "b"], stride=1)
     assert exact["miou"] == 1.0
+
+
+def test_reference_after_crf_per_architecture(tmp_path):
+    """With the CRF parameters of each architecture the reference also scores the stride-limited
+    scores after DenseCRF: a large region stays right, and the CRF snaps its edge to the image's
+    colour boundary, which the stride-8 scores had blurred."""
+    from PIL import Image
+
+    root = tmp_path / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    label = np.zeros((121, 161), np.uint8)
+    label[21:99, 27:133] = 5          # edges off the 8-pixel grid
+    image = np.full((121, 161, 3), 30, np.uint8)
+    image[label == 5] = (220, 200, 40)
+    Image.fromarray(label, mode="L").save(root / "SegmentationClass" / "a.png")
+    Image.fromarray(image).save(root / "JPEGImages" / "a.jpg", quality=100)
+    crf = {"v1": [4, 121, 5, 3, 3], "v2": [4, 67, 3, 3, 1]}
+    ref = stride_reference_miou(root, ["a"], crf=crf, temperature=20)
+    assert set(ref["after_crf"]) == {"v1", "v2"} and ref["temperature"] == 20
+    before = stride_reference_miou(root, ["a"])
+    assert ref["miou"] == before["miou"] and "after_crf" not in before
+    for arch in crf:
+        assert ref["after_crf"][arch] >= ref["miou"] - 1e-9   # the colour edge helps, never hurts here
+        assert ref["after_crf"][arch] > 0.97

@@ -150,7 +150,7 @@ def test_cells_of_table4_voc_to_coco():
 def test_cells_of_table5_segmentation():
     df, ev = built("table5_segmentation")
     rows = {"w/ Ycrf (val)": ("ce_crf", "val"), "w/ Yret (val)": ("ce_ret", "val"), "w/ NAL (val)": ("nal", "val"),
-            "w/ NAL (test)": ("nal", "test")}
+            "w/ NAL (test)": ("nal", "test"), "full supervision (val)": ("ce_gt", "val")}
     assert list(df.index) == list(rows)
     for col, arch in (("DeepLab-V1", "v1"), ("DeepLab-V2", "v2")):
         for row, (loss, split) in rows.items():
@@ -210,7 +210,7 @@ def test_table5_without_test_images_asks_for_the_archive():
     exp = paper_experiments(test_archive=None)  # config/voc2012.yaml as shipped
     assert not exp.test_images
     keys = list(TABLE_SPECS["table5_segmentation"].needs(exp))
-    assert all(split == "val" for _, _, split in keys) and len(keys) == 6
+    assert all(split == "val" for _, _, split in keys) and len(keys) == 8  # 2 archs x (3 losses + ce_gt)
     df = TABLE_SPECS["table5_segmentation"].build(distinct_evals(keys))
     assert df.loc["w/ NAL (test)"].tolist() == [NO_TEST_IMAGES, NO_TEST_IMAGES]
     assert df.loc["w/ NAL (val)", "DeepLab-V2"] != NO_TEST_IMAGES
@@ -244,9 +244,12 @@ def test_cells_of_health_checks():
     accuracies = {"gap-g4-aug": {"box_accuracy": 0.811}, "bap-g4-aug": {"box_accuracy": 0.952},
                   "bap-g1-aug": {"box_accuracy": 0.833}}
     segmenters = {("v1", "ce_crf"): {"miou_crf": 0.70}, ("v1", "ce_ret"): {"miou_crf": 0.52},
-                  ("v1", "nal"): {"miou_crf": 0.75}, ("v2", "ce_crf"): {"miou_crf": 0.80},
-                  ("v2", "ce_ret"): {"miou_crf": 0.55}, ("v2", "nal"): {"miou_crf": 0.62}}
-    df = health_checks(accuracies, {"miou": 0.587}, {"miou_crf": 0.80, "miou_ret": 0.60}, segmenters)
+                  ("v1", "nal"): {"miou_crf": 0.75}, ("v1", "ce_gt"): {"miou_crf": 0.80},
+                  ("v2", "ce_crf"): {"miou_crf": 0.80}, ("v2", "ce_ret"): {"miou_crf": 0.55},
+                  ("v2", "nal"): {"miou_crf": 0.62}, ("v2", "ce_gt"): {"miou_crf": 0.64}}
+    bap = {"miou_crf": 0.80, "miou_ret": 0.60,
+           "u0_in_box_background": {"n_pixels": 1000, "share_positive": 0.0312, "mean": 0.01234}}
+    df = health_checks(accuracies, {"miou": 0.587}, bap, segmenters)
     value, met = df["value"], df["met"]
     assert value["classifier gap-g4-aug: val box accuracy (%)"] == 81.1
     assert value["classifier bap-g4-aug: val box accuracy (%)"] == 95.2
@@ -257,24 +260,38 @@ def test_cells_of_health_checks():
     assert value["BAP Ycrf: val mIoU (%)"] == 80.0
     assert value["BAP Yret: val mIoU (%)"] == 60.0
     assert value["BAP Ycrf margin over box fill (points)"] == 21.3
-    # fit ratio = segmenter / its own labels: Ycrf for ce_crf and NAL, Yret for ce_ret
-    assert value["v1-ce_crf: fit ratio (/ Ycrf 80.0)"] == 0.88
-    assert value["v1-ce_ret: fit ratio (/ Yret 60.0)"] == 0.87
-    assert value["v1-nal: fit ratio (/ Ycrf 80.0)"] == 0.94
-    assert value["v2-ce_crf: fit ratio (/ Ycrf 80.0)"] == 1.0
-    assert value["v2-ce_ret: fit ratio (/ Yret 60.0)"] == 0.92
-    assert value["v2-nal: fit ratio (/ Ycrf 80.0)"] == 0.78
-    assert df.loc["v1-ce_crf: fit ratio (/ Ycrf 80.0)", "target"] == 0.80
-    assert df.loc["v2-nal: fit ratio (/ Ycrf 80.0)", "target"] == 0.85
-    assert met["v2-nal: fit ratio (/ Ycrf 80.0)"] == "no" and met["v2-ce_ret: fit ratio (/ Yret 60.0)"] == "yes"
+    assert value["BAP u0 > 0 on in-box background pixels (% of them)"] == 3.1
+    assert value["BAP u0 on in-box background pixels: mean"] == 0.012
+    # fit ratio = segmenter / the same architecture's full supervision (ce_gt)
+    assert value["v1-ce_crf: fit ratio (/ full supervision 80.0)"] == 0.88
+    assert value["v1-ce_ret: fit ratio (/ full supervision 80.0)"] == 0.65
+    assert value["v1-nal: fit ratio (/ full supervision 80.0)"] == 0.94
+    assert value["v2-ce_crf: fit ratio (/ full supervision 64.0)"] == 1.25
+    assert value["v2-ce_ret: fit ratio (/ full supervision 64.0)"] == 0.86
+    assert value["v2-nal: fit ratio (/ full supervision 64.0)"] == 0.97
+    assert df.loc["v1-ce_crf: fit ratio (/ full supervision 80.0)", "target"] == 0.85
+    assert df.loc["v2-nal: fit ratio (/ full supervision 64.0)", "target"] == 0.90
+    assert met["v2-ce_ret: fit ratio (/ full supervision 64.0)"] == "no"
+    assert met["v2-nal: fit ratio (/ full supervision 64.0)"] == "yes"
     assert value["v2-ce_ret: val mIoU after CRF (%)"] == 55.0
+    assert value["v1-ce_gt: val mIoU after CRF (%)"] == 80.0
+    assert not df.index.str.contains("ce_gt: fit ratio").any()  # the reference has no ratio to itself
     assert met["box fill baseline: val mIoU (%)"] == ""
     assert not df.index.str.startswith("ground truth at output stride").any()  # only when given
-    with_reference = health_checks(accuracies, {"miou": 0.587}, {"miou_crf": 0.80, "miou_ret": 0.60}, segmenters,
-                                   stride_reference={"miou": 0.7346, "stride": 8})
+    without_reach = health_checks(accuracies, {"miou": 0.587}, {"miou_crf": 0.80, "miou_ret": 0.60}, segmenters)
+    assert not without_reach.index.str.contains("u0").any()
+    reference = {"miou": 0.7346, "stride": 8, "after_crf": {"v1": 0.80, "v2": 0.7111}}
+    with_reference = health_checks(accuracies, {"miou": 0.587}, bap, segmenters, stride_reference=reference)
     row = "ground truth at output stride 8, before CRF: val mIoU (%)"
     assert with_reference.loc[row, "value"] == 73.5 and with_reference.loc[row, "met"] == ""
-    assert with_reference.drop(row).equals(df)
+    assert with_reference.loc["ground truth at output stride 8, after the v2 CRF: val mIoU (%)", "value"] == 71.1
+    # full supervision over that ceiling, target 0.85: v1 80 / 80 = 1.0 met, v2 64 / 71.1 = 0.9 met
+    v1_row, v2_row = ("v1-ce_gt: / ground truth at stride 8 after CRF (80.0)",
+                      "v2-ce_gt: / ground truth at stride 8 after CRF (71.1)")
+    assert with_reference.loc[v1_row, "value"] == 1.0 and with_reference.loc[v1_row, "target"] == 0.85
+    assert with_reference.loc[v2_row, "value"] == 0.9 and with_reference.loc[v2_row, "met"] == "yes"
+    assert with_reference.drop([row, v1_row, v2_row, "ground truth at output stride 8, after the v1 CRF: val mIoU (%)",
+                                "ground truth at output stride 8, after the v2 CRF: val mIoU (%)"]).equals(df)
 
 
 def test_write_table_markdown_precision(tmp_path):

@@ -145,3 +145,23 @@ def test_resume_with_a_numpy_schedule(tmp_path):
     history, resumed = run_cosine()
     assert [row["iteration"] for row in history] == list(range(6))
     assert all(type(row["lr"]) is float for row in history)
+
+
+def test_full_supervision_trains_on_the_train_aug_ground_truth(tmp_path):
+    # ce_gt reads the train_aug split and SegmentationClassAug (no pseudo labels); other
+    # segmenters read the merged pseudo-label index.
+    from bana_core.experiments import parse_segmenter
+    from bana_core.io import write_json
+    from bana_core.stage3 import training_items
+
+    voc = tmp_path / "VOC2012"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("b\na\n")
+    gt = parse_segmenter("v2-ce_gt")
+    assert gt.full_supervision and not parse_segmenter("v2-ce_crf").full_supervision
+    items = training_items(gt, voc, voc / "ImageSets" / "Segmentation" / "train_aug.txt")
+    assert items == [(i, voc / "SegmentationClassAug" / f"{i}.png", voc / "SegmentationClassAug" / f"{i}.png")
+                     for i in ("a", "b")]
+    write_json(tmp_path / "labels" / "index.json", {"a": {"crf": "s/crf/a.png", "ret": "s/ret/a.png"}})
+    pseudo = training_items(parse_segmenter("v2-nal"), voc, tmp_path / "labels" / "index.json")
+    assert pseudo == [("a", tmp_path / "labels" / "s/crf/a.png", tmp_path / "labels" / "s/ret/a.png")]

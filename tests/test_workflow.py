@@ -74,7 +74,16 @@ def test_every_table_is_built(finished_run):
     assert t5.loc["w/ NAL (test)", "DeepLab-V1 (ours)"] != "submit"  # synthetic test has ground truth
     health = pd.read_csv(tables / "health_checks.csv", index_col=0)
     fits = health[health.index.str.contains("fit ratio")]
-    assert len(fits) == 6 and set(fits["target"]) == {0.8, 0.85}  # Table 5's six segmenters
+    assert len(fits) == 6 and set(fits["target"]) == {0.85, 0.9}  # Table 5's six box-supervised segmenters
+    assert fits.index.str.contains("/ full supervision").all()
+    v1_full = health.loc["v1-ce_gt: val mIoU after CRF (%)", "value"]
+    assert v1_full == t5.loc["full supervision (val)", "DeepLab-V1 (ours)"]
+    assert health.loc[f"v1-nal: fit ratio (/ full supervision {v1_full:.1f})", "value"] == round(
+        health.loc["v1-nal: val mIoU after CRF (%)", "value"] / v1_full, 2)
+    assert 0 <= health.loc["BAP u0 > 0 on in-box background pixels (% of them)", "value"] <= 100
+    for arch in ("v1", "v2"):
+        ceiling = health.loc[f"ground truth at output stride 8, after the {arch} CRF: val mIoU (%)", "value"]
+        assert 40 < ceiling <= 100
     reference = health.loc["ground truth at output stride 8, before CRF: val mIoU (%)", "value"]
     assert reference == round(100 * json.loads((finished_run / "results" / "tiny" / "segmenters" /
                                                 "stride_reference_val.json").read_text())["miou"], 1)
@@ -151,7 +160,10 @@ def test_editing_a_stage1_key_reruns_stages_1_to_3(finished_run):
 
 
 def test_editing_a_stage3_training_key_reruns_stage3_only(finished_run):
-    assert rules_with_config(finished_run, lambda c: c["stage3"].update(temperature=10)) == STAGE3
+    assert rules_with_config(finished_run, lambda c: c["stage3"].update(lr_power=0.8)) == STAGE3
+    # the temperature also scales the stride reference's scores before its CRF
+    assert rules_with_config(finished_run, lambda c: c["stage3"].update(temperature=10)) == STAGE3 | {
+        "stride_reference"}
 
 
 def test_editing_a_stage3_evaluation_key_reruns_prediction_on(finished_run):
@@ -162,4 +174,5 @@ def test_editing_a_stage3_evaluation_key_reruns_prediction_on(finished_run):
 def test_editing_a_crf_parameter_reruns_the_crf_step_on(finished_run):
     rules = rules_with_config(finished_run, lambda c: c["stage3"]["arch"]["v2"].update(crf=[4, 60, 3, 3, 1]))
     assert rules == {"crf_segmenter", "eval_segmenter", "archive_test", "table", "health_checks", "claims",
-                     "report"}  # v2-nal's test archive; the fit ratios and claims read the tables
+                     "report", "stride_reference"}  # v2-nal's test archive; the reference's v2 CRF; the
+    # fit ratios and claims read the tables

@@ -8,7 +8,8 @@ from bana_core.workflow_utils import run_script
 
 
 def main(smk):
-    write_json(smk.output[0], stride_reference_miou(Path(smk.params.voc_root), read_split(smk.params.split)))
+    write_json(smk.output[0], stride_reference_miou(Path(smk.params.voc_root), read_split(smk.params.split),
+                                                 crf=smk.params.crf, temperature=smk.params.temperature))
 
 
 run_script(snakemake, main)  # noqa: F821
