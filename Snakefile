@@ -41,6 +41,7 @@ LOCAL_RULES = [
     "table",
     "box_fill_baseline",
     "stride_reference",
+    "shipped_backbone",
     "health_checks",
     "claims",
     "seed_table",

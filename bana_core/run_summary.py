@@ -25,7 +25,7 @@ from .seeds import SEEDS_FOLDER, seed_dataset_name, seed_run_dir
 STAGES = (
     ("dataset", r"^(synthesize|build_train_aug|box_masks|download_.*|voc_test)\.benchmark$"),
     ("pretraining set", r"^pretrain_set$"),
-    ("pretraining", r"^pretrain_(vgg|resnet)$"),
+    ("pretraining", r"^(pretrain|shipped_backbone)_(vgg|resnet)$"),
     ("stage 1: training", r"^train_classifier_"),
     ("stage 1: scoring", r"^eval_classifier_"),
     ("stage 2: merges", r"_merge$"),

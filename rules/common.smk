@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from bana_core import claims as claim_specs
-from bana_core import experiments, seeds, settings, tables
+from bana_core import experiments, seeds, settings, shipped_weights, tables
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
 from bana_core.workflow_utils import code_version
@@ -17,6 +17,8 @@ try:
     for _file in CONFIG_FILES:  # Snakemake's own reader keeps the last of a key given twice, silently
         load_yaml(_file)
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
+    if _validated["pretrain"]["weights"] == "shipped":
+        shipped_weights.check_config(_validated)  # before any job: the recipe they came from
     FURTHER_SEEDS = seeds.further_seeds(_validated)  # seeds[1:]: one module each (the Snakefile)
 except ConfigError as _err:
     sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")
@@ -111,9 +113,13 @@ def split_input(split):
 
 
 def pretrained_input(setting, net):
-    """A `pretrained: pretrain` setting depends on the pretrain_backbone rule's output: the run's
-    own (seeds[0]'s) for every seed, as ImageNet weights are shared by real experiments' seeds."""
-    return [f"{RUN_DIR}/pretrain/{net}/backbone.pt"] if setting == "pretrain" else []
+    """A `pretrained: pretrain` setting depends on the run's pretrained backbone: trained here
+    (rule pretrain_backbone) or the package's (rule shipped_backbone, `pretrain.weights`); the
+    run's own (seeds[0]'s) for every seed, as ImageNet weights are shared by real experiments' seeds."""
+    if setting != "pretrain":
+        return []
+    name = "shipped" if config["pretrain"]["weights"] == "shipped" else "backbone"
+    return [f"{RUN_DIR}/pretrain/{net}/{name}.pt"]
 
 
 def classifier_train_split(wc):
@@ -125,6 +131,14 @@ def segmenter_pretrained(wc):
     arch = experiments.parse_segmenter(wc.model).arch
     setting = config["stage3"]["arch"][arch].get("pretrained")
     return pretrained_input(setting, "vgg" if arch == "v1" else "resnet")
+
+
+def segmenter_labels(wc):
+    """What a segmenter trains on: the pseudo labels' index, or for full supervision the
+    train_aug split (its ground truth; no stage 1 or 2 needed)."""
+    if experiments.parse_segmenter(wc.model).full_supervision:
+        return split_file("train_aug")
+    return f"{R}/pseudo_labels/{EXP.training_labels().path}/index.json"
 
 
 def segmentation_split(wc):

@@ -26,6 +26,32 @@ rule pretrain_set:
         "../workflow_scripts/pretrain_set.py"
 
 
+rule shipped_backbone:
+    """Demo (pretrain.weights: shipped): the package's pretrained backbone, checksummed, made by
+    the config's pretraining recipe (checked when the workflow starts)."""
+    input:
+        lambda wc: str(shipped_weights.weights_path(wc.net)),
+    output:
+        f"{R}/pretrain/{{net}}/shipped.pt",
+    params:
+        recipe=lambda wc: shipped_weights.recipe(config, wc.net),
+        code=script_code("shipped_backbone"),
+    wildcard_constraints:
+        net="vgg|resnet",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/bana.yaml"
+    log:
+        f"{R}/logs/shipped_backbone_{{net}}.log",
+    benchmark:
+        f"{R}/benchmarks/shipped_backbone_{{net}}.tsv"
+    script:
+        "../workflow_scripts/shipped_backbone.py"
+
+
 rule pretrain_backbone:
     """Demo only: single-object classification on synthetic images, ImageNet's role."""
     input:
