@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from bana_core.claims import (CLAIMS, CONTRADICTED, HOLDS, NOT_RESOLVED, claims_table, mean_bounds, seeds_needed,
-                              verdict)
+from bana_core.claims import (
+    CLAIMS,
+    CONTRADICTED,
+    HOLDS,
+    NOT_RESOLVED,
+    claims_table,
+    mean_bounds,
+    seeds_needed,
+    verdict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
