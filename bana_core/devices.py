@@ -149,8 +149,10 @@ class GpuLease:
         if visible is not None:
             entries = _visible_entries(visible)
             cands = [(int(e) if e.isdigit() else pos, e) for pos, e in enumerate(entries)]
-            # SLURM grants these devices to this job alone: nothing to arbitrate.
-            return cands, not _in_slurm_allocation()
+            # A SLURM grant of one device is this job's alone: nothing to arbitrate. A grant of
+            # several (salloc --gpus=4, then snakemake --resources gpu=4 inside it) is shared by
+            # the jobs Snakemake runs there: they lease among the granted devices.
+            return cands, not _in_slurm_allocation() or len(cands) > 1
         n = self.n_devices
         if n is None:
             import torch
@@ -203,6 +205,10 @@ class GpuLease:
         if self._acquired:
             raise RuntimeError("GpuLease already acquired")
         cands, need_lock = self._candidates()
+        if need_lock and _in_slurm_allocation():
+            # Keyed on the allocation: another job on this node sees its own devices under the
+            # same indices, and must not wait for ours.
+            self.lock_dir = self.lock_dir / f"slurm-{os.environ['SLURM_JOB_ID']}"
         if self.set_env and need_lock and cands:
             self._check_cuda_not_initialised()
         chosen: tuple[int, str] | None = None

@@ -105,11 +105,12 @@ def job_gpu(device: str | None, log: logging.Logger | None = None) -> Iterator[N
     if device is None or str(device).strip().lower() not in ("auto", "cuda"):
         yield
         return
-    with acquire_gpu() as lease_index:
+    lease = acquire_gpu()
+    with lease as lease_index:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
         if lease_index is None:
             log.info("GPU lease: none (no GPU visible), running on the CPU")
-        elif "SLURM_JOB_ID" in os.environ and visible != "<unset>":
+        elif lease.lock_path is None:  # a SLURM grant of one device: this job's alone
             log.info("GPU lease: SLURM grant used as is (CUDA_VISIBLE_DEVICES=%s)", visible)
         else:
             log.info("GPU lease: device %s (CUDA_VISIBLE_DEVICES=%s)", lease_index, visible)

@@ -244,6 +244,25 @@ def test_slurm_allocation_is_used_as_granted(monkeypatch, tmp_path):
     other.release()
 
 
+def test_a_multi_gpu_slurm_allocation_is_leased_among_its_devices(monkeypatch, tmp_path):
+    # salloc --gpus=2 granted devices 2 and 5 to one allocation, shared by the jobs run inside it.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    a = acquire_gpu(lock_dir=tmp_path, timeout=0.2, poll=0.01, set_env=False)
+    b = acquire_gpu(lock_dir=tmp_path, timeout=0.2, poll=0.01, set_env=False)
+    assert {a.acquire(), b.acquire()} == {2, 5}
+    assert a.lock_path.parent == tmp_path / "slurm-42"
+    with pytest.raises(GpuLockTimeout):  # both taken: a third job waits
+        acquire_gpu(lock_dir=tmp_path, timeout=0.05, poll=0.01, set_env=False).acquire()
+    # another allocation on the node sees its own devices under the same numbers: it does not wait
+    monkeypatch.setenv("SLURM_JOB_ID", "43")
+    with acquire_gpu(lock_dir=tmp_path, timeout=0.05, poll=0.01) as other:
+        assert other in (2, 5) and os.environ["CUDA_VISIBLE_DEVICES"] == str(other)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,5"
+    a.release()
+    b.release()
+
+
 def test_uuid_entries(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa-1111,GPU-bbbb-2222")
     a = acquire_gpu(lock_dir=tmp_path, timeout=1, poll=0.01, set_env=False)

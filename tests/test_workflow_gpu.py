@@ -68,3 +68,12 @@ def test_slurm_grant_is_used_as_is(workflow):
     leases = run_pretraining(workflow, CUDA_VISIBLE_DEVICES="3", SLURM_JOB_ID="4242")
     for net, (given, _, _) in leases.items():
         assert given == "SLURM grant used as is (CUDA_VISIBLE_DEVICES=3)", net
+
+
+def test_jobs_inside_a_multi_gpu_slurm_allocation_get_different_devices(workflow):
+    # salloc --gpus=2, then snakemake --resources gpu=2 inside it: the two concurrent jobs share the
+    # allocation's grant and lease among its devices, one each (locks under slurm-<job id>).
+    leases = run_pretraining(workflow, CUDA_VISIBLE_DEVICES="0,1", SLURM_JOB_ID="4343")
+    given = {net: lease[0] for net, lease in leases.items()}
+    assert sorted(given.values()) == ["device 0 (CUDA_VISIBLE_DEVICES=0)", "device 1 (CUDA_VISIBLE_DEVICES=1)"]
+    assert {p.name for p in (workflow / "gpu-locks" / "slurm-4343").iterdir()} == {"gpu0.lock", "gpu1.lock"}
