@@ -13,7 +13,6 @@ from typing import Sequence
 
 import numpy as np
 from scipy.special import softmax
-from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
 from .crf import crf_label
@@ -22,6 +21,7 @@ from .errors import DataError
 from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
 from .label_index import index_entry
 from .metrics import ConfusionMeter, per_class_json
+from .progress import progress as track
 
 
 def shard_ids(ids: Sequence[str], shard: int, n_shards: int) -> list[str]:
@@ -103,7 +103,7 @@ def crf_split(*, logits_dir: Path, voc_root: Path, crf_params: Sequence[float], 
     layout = VocLayout(Path(voc_root))
     ids = read_json(logits_dir / "ids.json")
     with atomic_dir(out_dir) as tmp:
-        for image_id in tqdm(ids, desc=f"crf {out_dir.parent.name}", disable=not progress, mininterval=5):
+        for image_id in track(ids, desc=f"crf {out_dir.parent.name}", enabled=progress):
             path = logits_dir / f"{image_id}.npy"
             logits = np.load(path).astype(np.float32)
             if logits.ndim != 3 or logits.shape[0] != NUM_VOC_CLASSES:

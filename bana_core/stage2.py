@@ -15,13 +15,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
 from .data.transforms import normalize
 from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .io import atomic_dir, save_label_png, write_json
 from .metrics import ConfusionMeter
+from .progress import progress as track
 from .pseudo_labels import pseudo_label_parts
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def generate_shard(*, model, voc_root: Path, image_ids: Sequence[str], split: st
     timings = {"features": 0.0, "labels": 0.0, "io": 0.0}
     u0_reach = {"bg_pixels": 0, "u0_positive": 0, "u0_sum": 0.0}
     with atomic_dir(out_dir) as tmp:
-        for image_id in tqdm(image_ids, desc=f"pseudo labels {out_dir.name}", disable=not progress, mininterval=5):
+        for image_id in track(image_ids, desc=f"pseudo labels {out_dir.name}", enabled=progress):
             t0 = time.perf_counter()
             ann = read_voc_xml(layout.annotation_path(image_id))
             image = load_image(layout.image_path(image_id), expect_size=(ann.width, ann.height))

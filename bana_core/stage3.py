@@ -11,7 +11,6 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from .classes import NUM_VOC_CLASSES
 from .data.datasets import IterationBatchSampler, PseudoLabelDataset, collate_labels
@@ -23,6 +22,7 @@ from .label_index import read_pseudo_label_index
 from .losses import build_loss
 from .models import build_segmenter, place_model
 from .models.deeplab import DeepLab, resize_bilinear
+from .progress import progress as track
 from .train import TrainSpec, load_weights, poly_lr, save_weights, train
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ def predict_split(*, model_path: Path, voc_root: Path, image_ids: Sequence[str],
     model = segmenter_from_weights(model_path, device)
     layout = VocLayout(Path(voc_root))
     with atomic_dir(out_dir) as tmp:
-        for image_id in tqdm(image_ids, desc=f"predict {out_dir.parent.parent.name}", disable=not progress,
-                             mininterval=5):
+        for image_id in track(image_ids, desc=f"predict {out_dir.parent.parent.name}", enabled=progress):
             logits = predict_logits(model, load_image(layout.image_path(image_id)), scales=scales, flip=flip,
                                     device=device)
             np.save(tmp / f"{image_id}.npy", logits.numpy().astype(np.float16))

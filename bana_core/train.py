@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .data.datasets import mix_seed
 from .io import atomic_path
+from .progress import ProgressLog, on_terminal
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,11 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, make_batches
         history = [row for row in history if row["iteration"] < start]
         log.info("resuming %s from %s at iteration %d", spec.desc, spec.checkpoint, start)
     model.train()
-    bar = tqdm(total=spec.iterations, initial=start, desc=spec.desc, disable=not spec.progress,
+    # A bar on a terminal; in a rule's log (stderr a file under Snakemake / SLURM) a line every
+    # twentieth of the run with loss, lr and ETA instead.
+    bar = tqdm(total=spec.iterations, initial=start, desc=spec.desc, disable=not (spec.progress and on_terminal()),
                mininterval=2.0, dynamic_ncols=True)
+    progress_log = ProgressLog(spec.desc, spec.iterations, start=start, every=max(1, spec.iterations // 20))
     it = start
     for it, batch in enumerate(make_batches(start), start=start):
         # A Python float: a numpy scalar from a schedule (np.cos) would reach the checkpoint through
@@ -127,6 +131,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, make_batches
         if it % spec.log_every == 0:
             bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
         done = it + 1
+        progress_log.update(done, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
         if spec.checkpoint is not None and done % spec.checkpoint_every == 0 and done < spec.iterations:
             save_checkpoint(spec.checkpoint, model, optimizer, scaler, done, history)
             if spec.log_csv is not None:

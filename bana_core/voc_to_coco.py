@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from .coco_eval import encode_results, instance_masks_from_label
 from .data.coco import CocoData, voc_seen_labels
 from .data.voc import load_image
 from .io import atomic_dir, save_label_png, write_json
+from .progress import progress as track
 from .pseudo_labels import make_pseudo_labels
 from .stage2 import image_features
 
@@ -45,7 +45,7 @@ def generate_coco_shard(*, model, coco: CocoData, image_ids: Sequence[int], cfg:
     results: dict[str, list] = {"crf": [], "ret": []}
     n_boxes = 0
     with atomic_dir(out_dir) as tmp:
-        for image_id in tqdm(image_ids, desc=f"coco {out_dir.name}", disable=not progress, mininterval=5):
+        for image_id in track(image_ids, desc=f"coco {out_dir.name}", enabled=progress):
             image = load_image(coco.image_path(image_id))
             boxes, ann_ids = coco.boxes(image_id), coco.annotation_ids(image_id)
             feats = image_features(model, image, device)

@@ -8,6 +8,7 @@ Each rerun check compares the exact set of rules a dry run would execute.
 from __future__ import annotations
 
 import json
+import re
 import stat
 import tarfile
 from pathlib import Path
@@ -117,6 +118,19 @@ def test_outputs_are_complete(finished_run):
         names = tar.getnames()
     assert names and all(n.startswith("results/VOC2012/Segmentation/comp6_test_cls/") for n in names)
     assert not list(run.rglob("*.part")), "no half-written file may remain"
+
+
+def test_rule_logs_show_progress(finished_run):
+    # Under Snakemake stderr is not a terminal: no tqdm bar, but progress lines in the rule's log.
+    logs = finished_run / "results" / "tiny" / "logs"
+    train_log = (logs / "train_segmenter_v1-nal.log").read_text()
+    steps = re.findall(r"bana.progress: stage3 v1-nal: iteration (\d+)/4 \(\d+ %\), loss [0-9.]+, lr \S+, .*ETA", train_log)
+    assert steps == ["1", "2", "3", "4"], train_log
+    assert "it/s]" not in train_log  # no bar
+    shard_logs = [p.read_text() for p in logs.glob("pseudo_labels/*.log")]
+    assert shard_logs and all(re.search(r"bana.progress: pseudo labels \d+: image (\d+)/\1 \(100 %\)", text)
+                              for text in shard_logs if "image " in text)
+    assert sum("image " in text for text in shard_logs) >= len(shard_logs) // 2
 
 
 def test_outputs_are_readable_by_the_group(finished_run):
