@@ -3,7 +3,7 @@
 #   snakemake --cores 2                                   # the embedded demo (config/config.yaml)
 #   snakemake --cores 16 --configfile config/voc2012.yaml # the paper
 #
-# Rules hold wiring only; the logic lives in bana_core (see DESIGN.md and README.md).
+# Rules hold wiring only; the logic lives in bana_core (see README.md and docs/method.md).
 
 from snakemake.utils import min_version
 

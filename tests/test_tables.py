@@ -1,4 +1,4 @@
-"""Tables: rows / columns of DESIGN.md, percentages, published columns, files.
+"""Tables: rows / columns as README's outputs name them, percentages, published columns, files.
 
 Every builder is fed a distinct value in every field of every evaluation, so a cell that reads
 the wrong key or the wrong field (swapped rows or columns) fails.
