@@ -32,6 +32,8 @@ include: "rules/tables.smk"
 # Bookkeeping that takes seconds even at full scale runs on the submitting host: under
 # `--executor slurm` each of these would otherwise cost a queued job and a Snakemake start-up.
 LOCAL_RULES = [
+    "download",  # network: compute nodes often have none
+    "imagenet_weights",
     "all",
     "merge_pseudo_labels",
     "figure_pseudo_labels",

@@ -7,6 +7,7 @@ from bana_core import claims as claim_specs
 from bana_core import experiments, seeds, settings, shipped_weights, tables
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
+from bana_core.imagenet import imagenet_url, url_of_file as imagenet_url_of_file
 from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).
@@ -112,10 +113,21 @@ def split_input(split):
     return voc_test_stamp() if split == "test" else voc_stamp()
 
 
-def pretrained_input(setting, net):
+IMAGENET_HUB = "data/imagenet"  # torch hub layout: checkpoints/<torchvision's file name>
+
+
+def imagenet_checkpoint(net, depth=None):
+    """The file rule imagenet_weights fetches for one backbone (torchvision's own file name)."""
+    url = imagenet_url(net, depth)
+    return f"{IMAGENET_HUB}/checkpoints/{url.rsplit('/', 1)[-1]}"
+
+
+def pretrained_input(setting, net, depth=None):
     """A `pretrained: pretrain` setting depends on the run's pretrained backbone: trained here
     (rule pretrain_backbone) or the package's (rule shipped_backbone, `pretrain.weights`); the
     run's own (seeds[0]'s) for every seed, as ImageNet weights are shared by real experiments' seeds."""
+    if setting == "imagenet":  # fetched on the submitting host (rule imagenet_weights), read by the job
+        return [imagenet_checkpoint(net, depth)]
     if setting != "pretrain":
         return []
     name = "shipped" if config["pretrain"]["weights"] == "shipped" else "backbone"
@@ -130,7 +142,7 @@ def classifier_train_split(wc):
 def segmenter_pretrained(wc):
     arch = experiments.parse_segmenter(wc.model).arch
     setting = config["stage3"]["arch"][arch].get("pretrained")
-    return pretrained_input(setting, "vgg" if arch == "v1" else "resnet")
+    return pretrained_input(setting, "vgg" if arch == "v1" else "resnet", config["stage3"]["arch"][arch].get("depth"))
 
 
 def segmenter_labels(wc):

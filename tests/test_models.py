@@ -623,3 +623,15 @@ def test_features_of_a_321_crop_sit_on_pixels_0_8_to_320():
     f = torch.arange(41, dtype=torch.float64).expand(1, 1, 41, 41)
     up = resize_bilinear(f, (321, 321))[0, 0, 0]
     assert torch.equal(up[::8], torch.arange(41, dtype=torch.float64))
+
+
+def test_imagenet_urls_are_torchvisions():
+    # bana_core.imagenet lists them so that planning never imports torchvision
+    import torchvision.models as tvm
+
+    from bana_core.imagenet import IMAGENET_URLS, url_of_file
+
+    assert IMAGENET_URLS[("vgg", None)] == tvm.VGG16_Weights.IMAGENET1K_V1.url
+    for depth in (18, 34, 50, 101, 152):
+        assert IMAGENET_URLS[("resnet", depth)] == getattr(tvm, f"ResNet{depth}_Weights").IMAGENET1K_V1.url
+    assert url_of_file("resnet101-63fe2227.pth") == tvm.ResNet101_Weights.IMAGENET1K_V1.url

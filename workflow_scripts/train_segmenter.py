@@ -3,6 +3,7 @@ from pathlib import Path
 
 from bana_core.devices import resolve_device
 from bana_core.experiments import parse_segmenter
+from bana_core.models.weights import resolve_pretrained
 from bana_core.stage3 import train_segmenter
 from bana_core.workflow_utils import run_script
 
@@ -10,7 +11,7 @@ from bana_core.workflow_utils import run_script
 def main(smk):
     seg = parse_segmenter(smk.wildcards.model)
     stage3 = smk.params.stage3
-    pretrained = smk.input.pretrained[0] if smk.input.pretrained else stage3["arch"][seg.arch].get("pretrained")
+    pretrained = resolve_pretrained(stage3["arch"][seg.arch].get("pretrained"), smk.input.pretrained)
     train_segmenter(seg=seg, stage3=stage3, voc_root=Path(smk.params.voc_root), label_index=Path(smk.input.labels),
                     pretrained=pretrained, out=Path(smk.output.model), work_dir=Path(smk.params.work_dir),
                     device=resolve_device(smk.params.device), seed=smk.params.seed)

@@ -31,6 +31,8 @@ __all__ = [
     "imagenet_state_dict",
     "load_local_state_dict",
     "init_backbone",
+    "fetch_imagenet_checkpoint",
+    "resolve_pretrained",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,37 @@ def fetch_torchvision_state_dict(weights) -> dict[str, Tensor]:
             "read without network), or set `pretrained: <path>` to a local state dict of this backbone "
             "(a file made by torch.save(model.state_dict())), or set `pretrained: null` for random init."
         ) from e
+
+
+def fetch_imagenet_checkpoint(url: str, hub_dir: str | Path, progress: bool = True) -> Path:
+    """Download ``url`` into ``<hub_dir>/checkpoints/`` (torch hub's layout, so torchvision reads
+    it from there without network once ``torch.hub.set_dir(hub_dir)``), checking the SHA-256
+    prefix in its name; the path of the file. A failed check leaves no file behind."""
+    target = Path(hub_dir) / "checkpoints" / url.rsplit("/", 1)[-1]
+    try:
+        torch.hub.load_state_dict_from_url(url, model_dir=str(target.parent), progress=progress, check_hash=True,
+                                           weights_only=True)
+    except RuntimeError as e:  # torch.hub's hash mismatch
+        target.unlink(missing_ok=True)
+        raise DataError(target, f"downloaded from {url}, but {e}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise ConfigError(f"cannot download torchvision's ImageNet weights {url} ({type(e).__name__}: {e}); "
+                          f"copy the file to {target} by hand, then rerun") from e
+    return target
+
+
+def resolve_pretrained(setting: str | None, inputs) -> str | None:
+    """What a training job passes to :func:`init_backbone`: the config's ``pretrained`` setting,
+    given the rule's ``pretrained`` inputs. ``imagenet`` reads the checkpoint that the local rule
+    ``imagenet_weights`` fetched into ``<hub>/checkpoints/`` (the job sets torch's hub folder to
+    it: no network on a compute node); ``pretrain`` (demo) the run's backbone file."""
+    inputs = list(inputs or [])
+    if not inputs:
+        return setting
+    if isinstance(setting, str) and setting.strip().lower() == "imagenet":
+        torch.hub.set_dir(str(Path(inputs[0]).parents[1]))
+        return "imagenet"
+    return str(inputs[0])
 
 
 def imagenet_state_dict(model: nn.Module) -> dict[str, Tensor]:
