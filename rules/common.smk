@@ -18,8 +18,10 @@ try:
     for _file in CONFIG_FILES:  # Snakemake's own reader keeps the last of a key given twice, silently
         load_yaml(_file)
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
-    if _validated["pretrain"]["weights"] == "shipped":
-        shipped_weights.check_config(_validated)  # before any job: the recipe they came from
+    # Before any job: the recipe the shipped backbones came from. A further seed's module reuses
+    # the run's (seeds[0]'s) backbones, so the run's own config is the one checked.
+    if _validated["pretrain"]["weights"] == "shipped" and FURTHER_SEED is None:
+        shipped_weights.check_config(_validated)
     FURTHER_SEEDS = seeds.further_seeds(_validated)  # seeds[1:]: one module each (the Snakefile)
 except ConfigError as _err:
     sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")

@@ -100,3 +100,11 @@ def test_a_run_with_another_recipe_and_shipped_weights_stops_before_any_job(tmp_
     assert "Configuration error in" in err and "pretrain.iterations: shipped 4000, config 100" in err
     assert "Traceback" not in err
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
+
+
+def test_the_claims_config_plans_its_further_seeds_on_the_shipped_backbones(tmp_path):
+    # Further seeds (seed + s) reuse the run's backbones: the recipe check is the run's, not theirs.
+    work = copy_workflow(tmp_path)
+    rules = planned_rules(work, configfile="config/claims.yaml")
+    assert {"shipped_backbone", "seed1_train_segmenter", "seed2_train_classifier"} <= rules
+    assert not {r for r in rules if r.endswith(("pretrain_backbone", "pretrain_set"))}
