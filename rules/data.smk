@@ -54,7 +54,7 @@ rule imagenet_weights:
         f"{IMAGENET_HUB}/checkpoints/{{weights_file}}",
     params:
         url=lambda wc: imagenet_url_of_file(wc.weights_file),
-        hub=IMAGENET_HUB,
+        hub=lambda wc, output: str(Path(output[0]).parents[1]),
         code=script_code("imagenet_weights"),
     threads: 1
     retries: 3

@@ -32,7 +32,7 @@ class World:
     Labels stay hard and exact: these change what the image shows, never what is annotated.
     ``object_scale`` multiplies every object's drawn box area (a share of the image, log-uniform
     in [0.05, 0.5] for a scene's first object and [0.02, 0.5] for the others at 1): the world's
-    foreground share, calibrated to VOC's (README, "The synthetic world"): 2 gives about 25 % of
+    foreground share, calibrated to VOC's (docs/synthetic_world.md): 2 gives about 25 % of
     val's labelled pixels, as in VOC 2012 (1 gave 15 %).
     The defaults are the demo's (config/schema.yaml gives the same, a test checks it).
     """
