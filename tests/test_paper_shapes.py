@@ -141,7 +141,8 @@ def test_every_table_of_the_paper_config_is_written(paper_run):
     # The rest of the default target (rules/common.smk all_targets): figures, a curve per scored segmenter.
     figures = ["pseudo_labels.png", "fig3_lambda_damp.png"]
     figures += [f"training/{m}.png" for m in tables.needed_segmenters(exp)]
-    assert len(figures) == 2 + 10  # Table 5's six, Table 7's three besides v1-nal, Fig. 3's one cell
+    assert len(figures) == 2 + 12  # Table 5's eight (full supervision too), Table 7's three besides v1-nal,
+    # Fig. 3's one cell
     for name in figures:
         assert (out / "figures" / name).stat().st_size > 0, name
     assert (out / "report.html").stat().st_size > 0
