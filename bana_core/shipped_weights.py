@@ -91,8 +91,9 @@ def install(net: str, out: Path, manifest_path: Path = MANIFEST) -> None:
     expected = read_json(manifest_path)[net]["sha256"]
     if not src.exists():
         raise DataError(src, "shipped weights missing (reinstall the package, or set pretrain.weights: train)")
-    if _sha256(src) != expected:
-        raise DataError(src, f"SHA-256 {_sha256(src)[:12]}... does not match the manifest's {expected[:12]}...")
+    actual = _sha256(src)
+    if actual != expected:
+        raise DataError(src, f"SHA-256 {actual[:12]}... does not match the manifest's {expected[:12]}...")
     with atomic_path(out) as tmp:
         shutil.copyfile(src, tmp)
 

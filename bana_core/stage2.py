@@ -18,7 +18,7 @@ import torch
 
 from .classes import NUM_VOC_CLASSES
 from .data.transforms import normalize
-from .data.voc import VocLayout, load_image, load_label, read_voc_xml
+from .data.voc import VocLayout, bg_mask_from_boxes, load_image, load_label, read_voc_xml
 from .io import atomic_dir, save_label_png, write_json
 from .metrics import ConfusionMeter
 from .progress import progress as track
@@ -38,10 +38,7 @@ def add_u0_reach(totals: dict, u0: np.ndarray, gt: np.ndarray, boxes: np.ndarray
     the ground-truth background pixels inside some box (``bg_pixels``), those with u0 > 0
     (``u0_positive``) and u0's sum over them (``u0_sum``). Where u0 is 0 there, the CRF sees no
     background evidence in the boxes, and BAP's attention does not reach the labels."""
-    inside = np.zeros(gt.shape, dtype=bool)
-    for x1, y1, x2, y2 in np.asarray(boxes)[:, :4]:  # a handful of boxes per image
-        inside[y1:y2, x1:x2] = True
-    bg = inside & (gt == 0)
+    bg = (bg_mask_from_boxes(*gt.shape, boxes) == 0) & (gt == 0)  # inside some box, ground-truth background
     totals["bg_pixels"] += int(bg.sum())
     totals["u0_positive"] += int((u0[bg] > 0).sum())
     totals["u0_sum"] += float(u0[bg].sum())
