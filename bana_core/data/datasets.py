@@ -21,7 +21,8 @@ from .voc import VocLayout, load_image, load_label, read_voc_xml
 
 def mix_seed(*parts: int) -> int:
     """A well-spread 63-bit seed from integers (numpy SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    # a Python int before the shift: numpy 1.x has no uint64 >> int
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
 class IterationBatchSampler(Sampler[list[tuple[int, int, int]]]):

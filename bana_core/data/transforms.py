@@ -40,11 +40,27 @@ class RandomScale(v2.Transform):
         return self._call_kernel(TF.resize, inpt, params["size"], antialias=True)
 
 
+class SanitizeBoxes(v2.Transform):
+    """torchvision's SanitizeBoundingBoxes on the sample's boxes and labels alone.
+
+    Before torchvision 0.25 it also indexes every ``tv_tensors.Mask`` with the kept boxes, which
+    breaks a semantic [H, W] mask such as the box-background mask; the masks here stay whole.
+    """
+
+    def __init__(self, min_size: float = 1):
+        super().__init__()
+        self.sanitize = v2.SanitizeBoundingBoxes(min_size=min_size)
+
+    def forward(self, sample: dict) -> dict:
+        kept = self.sanitize({"boxes": sample["boxes"], "labels": sample["labels"]})
+        return {**sample, **kept}
+
+
 def train_transform(crop_size: int, *, scale=(0.5, 1.5), jitter: float = 0.5, hflip: bool = True,
                     mask_fill: int = 0, boxes: bool = True) -> v2.Compose:
     """Scale, pad with the mean colour, random crop, h-flip, colour jitter; boxes follow.
 
-    Boxes cut away by the crop are dropped (with their labels) by SanitizeBoundingBoxes.
+    Boxes cut away by the crop are dropped (with their labels) by SanitizeBoxes.
     """
     steps: list[v2.Transform] = [
         RandomScale(*scale),
@@ -56,7 +72,7 @@ def train_transform(crop_size: int, *, scale=(0.5, 1.5), jitter: float = 0.5, hf
     if jitter > 0:
         steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
     if boxes:
-        steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1)]
+        steps += [v2.ClampBoundingBoxes(), SanitizeBoxes(min_size=1)]
     return v2.Compose(steps)
 
 
