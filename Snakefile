@@ -51,6 +51,10 @@ LOCAL_RULES = [
     "report",
 ]
 workflow.localrules(*LOCAL_RULES)
+try:  # a `resources` key naming no rule (a typo) would leave that rule at its demo size
+    check_resource_overrides(config, [r.name for r in workflow.rules])
+except ConfigError as _err:
+    sys.exit(f"Configuration error in {', '.join(CONFIG_FILES)}: {_err}")
 
 
 rule all:

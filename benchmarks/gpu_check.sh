@@ -68,7 +68,7 @@ grep -E "passed|failed|skipped" "$OUT_DIR/tests.log" | tail -n 1 | tee -a "$SUMM
 
 # 2. the workflow with device: cuda, on a private copy (the checkout stays clean)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bana-gpu-check.XXXXXX")
-for name in Snakefile rules workflow_scripts config report envs bana_core; do
+for name in Snakefile rules workflow_scripts config report bana_core; do
     cp -r "$ROOT/$name" "$WORK/"
 done
 cp "$ROOT/$CONFIG" "$WORK/check.yaml"

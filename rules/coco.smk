@@ -19,10 +19,7 @@ rule coco_index:
         code=script_code("coco_index"),
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "coco_index", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/coco/index.log",
     benchmark:
@@ -50,11 +47,8 @@ rule coco_pseudo_labels_shard:
         "pseudo_shards"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=600,
+        **job_resources(config, "coco_pseudo_labels_shard", mem_mb=2000, runtime=30),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/coco/{{clf}}_{{shard}}.log",
     benchmark:
@@ -75,10 +69,7 @@ rule coco_eval:
         code=script_code("coco_eval"),
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=120,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "coco_eval", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/coco/{{clf}}_eval.log",
     benchmark:

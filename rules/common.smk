@@ -8,6 +8,8 @@ from bana_core import experiments, seeds, settings, shipped_weights, tables
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
 from bana_core.imagenet import imagenet_url, url_of_file as imagenet_url_of_file
+from bana_core.job_resources import check_overrides as check_resource_overrides
+from bana_core.job_resources import job_resources
 from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).

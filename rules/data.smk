@@ -11,10 +11,7 @@ rule synthesize:
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "synthesize", mem_mb=2000, runtime=30),
     log:
         f"{DATA_LOGS}/synthesize.log",
     benchmark:
@@ -34,10 +31,7 @@ rule download:
     threads: 1
     retries: 3
     resources:
-        mem_mb=2000,
-        runtime=600,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "download", mem_mb=1000, runtime=600),
     log:
         f"{DATA_LOGS}/download_{{archive}}.log",
     benchmark:
@@ -59,10 +53,7 @@ rule imagenet_weights:
     threads: 1
     retries: 3
     resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "imagenet_weights", mem_mb=1000, runtime=60),
     log:
         f"data/logs/imagenet_{{weights_file}}.log",
     benchmark:
@@ -80,10 +71,7 @@ rule voc_test:
         data_dir=lambda wc, output: str(Path(output[0]).parents[1]),
         code=script_code("voc_test"),
     resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "voc_test", mem_mb=2000, runtime=60),
     log:
         f"{DATA_LOGS}/voc_test.log",
     benchmark:
@@ -108,10 +96,7 @@ rule build_train_aug:
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "build_train_aug", mem_mb=2000, runtime=60),
     log:
         f"{DATA_LOGS}/build_train_aug.log",
     benchmark:
@@ -133,10 +118,7 @@ rule box_masks:
     priority: 1  # on stage 1's critical path, ahead of the ResNet pretraining
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "box_masks", mem_mb=2000, runtime=60),
     log:
         f"{DATA_LOGS}/box_masks.log",
     benchmark:

@@ -14,10 +14,7 @@ rule pretrain_set:
     threads: lambda wc: config["pretrain"]["threads"] or config["train_threads"]
     priority: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "pretrain_set", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/pretrain_set.log",
     benchmark:
@@ -40,10 +37,7 @@ rule shipped_backbone:
         net="vgg|resnet",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "shipped_backbone", mem_mb=1000, runtime=10),
     log:
         f"{R}/logs/shipped_backbone_{{net}}.log",
     benchmark:
@@ -71,11 +65,8 @@ rule pretrain_backbone:
     threads: lambda wc: (config["pretrain"]["threads"] if wc.net == "vgg" else None) or config["train_threads"]
     priority: lambda wc: 1 if wc.net == "vgg" else 0
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources(config, "pretrain_backbone", mem_mb=2000, runtime=60),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/pretrain_{{net}}.log",
     benchmark:
@@ -102,11 +93,8 @@ rule train_classifier:
         code=script_code("train_classifier"),
     threads: config["train_threads"]
     resources:
-        mem_mb=8000,
-        runtime=600,
+        **job_resources(config, "train_classifier", mem_mb=2000, runtime=60),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/train_classifier_{{clf}}.log",
     benchmark:
@@ -129,11 +117,8 @@ rule eval_classifier:
         code=script_code("eval_classifier"),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources(config, "eval_classifier", mem_mb=2000, runtime=30),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/eval_classifier_{{clf}}.log",
     benchmark:

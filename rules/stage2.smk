@@ -22,11 +22,8 @@ rule pseudo_labels_shard:
         "pseudo_shards"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources(config, "pseudo_labels_shard", mem_mb=2000, runtime=30),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.log",
     benchmark:
@@ -46,10 +43,7 @@ rule merge_pseudo_labels:
         code=script_code("merge_pseudo_labels"),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "merge_pseudo_labels", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.log",
     benchmark:
@@ -72,10 +66,7 @@ rule figure_pseudo_labels:
         code=script_code("figure_pseudo_labels"),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "figure_pseudo_labels", mem_mb=1000, runtime=10),
     log:
         f"{R}/logs/figure_pseudo_labels.log",
     benchmark:

@@ -22,11 +22,8 @@ rule train_segmenter:
         code=script_code("train_segmenter"),
     threads: config["train_threads"]
     resources:
-        mem_mb=8000,
-        runtime=900,
+        **job_resources(config, "train_segmenter", mem_mb=2000, runtime=60),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/train_segmenter_{{model}}.log",
     benchmark:
@@ -50,11 +47,8 @@ rule predict_segmenter:
         code=script_code("predict_segmenter"),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources(config, "predict_segmenter", mem_mb=2000, runtime=30),
         gpu=GPUS,
-    conda:
-        "../envs/bana.yaml"
     log:
         f"{R}/logs/predict_{{model}}_{{segsplit}}.log",
     benchmark:
@@ -76,10 +70,7 @@ rule crf_segmenter:
         code=script_code("crf_segmenter"),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=120,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "crf_segmenter", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/crf_{{model}}_{{segsplit}}.log",
     benchmark:
@@ -100,10 +91,7 @@ rule eval_segmenter:
         code=script_code("eval_segmenter"),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "eval_segmenter", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/eval_{{model}}_{{segsplit}}.log",
     benchmark:
@@ -122,10 +110,7 @@ rule archive_test:
         code=script_code("archive_test"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "archive_test", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/archive_test_{{model}}.log",
     benchmark:
@@ -145,10 +130,7 @@ rule training_curve:
         code=script_code("training_curve"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "training_curve", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/training_curve_{{model}}.log",
     benchmark:

@@ -19,10 +19,7 @@ rule table:
         table="|".join(spec.name for spec in tables.tables_of(EXP)),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "table", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/{{table}}.log",
     benchmark:
@@ -43,10 +40,7 @@ rule box_fill_baseline:
         code=script_code("box_fill_baseline"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "box_fill_baseline", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/box_fill_baseline.log",
     benchmark:
@@ -71,10 +65,7 @@ rule stride_reference:
         code=script_code("stride_reference"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "stride_reference", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/stride_reference.log",
     benchmark:
@@ -102,10 +93,7 @@ rule health_checks:
         code=script_code("health_checks"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "health_checks", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/health_checks.log",
     benchmark:
@@ -125,10 +113,7 @@ rule fig3_heatmap:
         code=script_code("fig3_heatmap"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "fig3_heatmap", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/fig3_heatmap.log",
     benchmark:
@@ -149,10 +134,7 @@ rule report:
         targets=all_targets(),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "report", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -177,10 +159,7 @@ rule seed_table:
         table="|".join(CLAIM_TABLES),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "seed_table", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/seeds/{{table}}.log",
     benchmark:
@@ -205,10 +184,7 @@ rule claims:
         code=script_code("claims"),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/bana.yaml"
+        **job_resources(config, "claims", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/claims.log",
     benchmark:

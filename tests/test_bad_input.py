@@ -123,10 +123,12 @@ config_case("run has a slash", "run", "my/run", "'run'", "does not match")
 config_case("device unknown", "device", "gpu", "'device'", "'gpu'")
 config_case("seed negative", "seed", -1, "'seed'", "-1")
 config_case("seed above 32 bits", "seed", 2**40, "'seed'", str(2**40))
-config_case("seeds empty", "seeds", [], "'seeds'", "non-empty")
+config_case("seeds empty", "seeds", [], "'seeds': []")  # "should be non-empty" / "is too short" by jsonschema version
 config_case("seeds repeated", "seeds", [0, 1, 1], "'seeds'", "non-unique")
 config_case("gpus_per_job as text", "gpus_per_job", "one", "'gpus_per_job'", "'one'")
 config_case("train_threads zero", "train_threads", 0, "'train_threads'")
+config_case("resources runtime zero", "resources", {"train_segmenter": {"runtime": 0}},
+            "'resources.train_segmenter.runtime'", "0")
 config_case("show_paper_results not a bool", "show_paper_results", "maybe", "'show_paper_results'")
 config_case("dataset.source typo", "dataset.source", "downlaod", "'dataset.source'", "'downlaod'")
 config_case("dataset.name missing", "dataset.name", _DELETE, "config key 'dataset.name' is required but missing")

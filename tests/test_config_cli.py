@@ -74,3 +74,20 @@ def test_a_key_given_twice_in_the_configfile_is_refused(work):
     proc = snakemake(work, "-n", configfile="twice.yaml", check=False)
     assert proc.returncode != 0
     assert "twice.yaml" in proc.stderr + proc.stdout and "'seed' appears twice" in proc.stderr + proc.stdout
+
+
+def test_a_resources_block_naming_no_rule_is_refused_before_any_job(work):
+    # a typo would otherwise leave train_segmenter at its demo size, killed by SLURM hours later
+    name = write_config(work, "typo_resources.yaml",
+                        lambda c: c.update(resources={"train_segmentr": {"mem_mb": 16000, "runtime": 1440}}))
+    proc = snakemake(work, "-n", configfile=name, check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert f"Configuration error in {work / name}: resources: the workflow has no rule train_segmentr" in err
+
+
+def test_a_resources_entry_takes_only_memory_and_time(work):
+    name = write_config(work, "bad_resources.yaml", lambda c: c.update(resources={"train_segmenter": {"gpus": 2}}))
+    proc = snakemake(work, "-n", configfile=name, check=False)
+    assert proc.returncode != 0
+    assert "resources.train_segmenter" in proc.stdout + proc.stderr

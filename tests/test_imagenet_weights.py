@@ -81,10 +81,23 @@ with SnakemakeApi(OutputSettings(quiet=True)) as api:
 """
 
 
-def test_the_paper_config_plans_network_work_as_local_jobs(tmp_path):
+def job_resources_of(dry_run: str, rule: str) -> set[str]:
+    """The distinct `resources:` lines of ``rule``'s jobs in a dry run's output."""
+    blocks = re.findall(rf"^rule {rule}:\n(.*?)(?:\n\n|\Z)", dry_run, re.M | re.S)
+    return {m.group(1) for b in blocks for m in [re.search(r"resources: (.*)", b)] if m}
+
+
+def test_the_paper_config_under_the_shipped_slurm_profile(tmp_path):
     work = copy_workflow(tmp_path)
     shutil.copytree(ROOT / "profiles", work / "profiles")  # as shipped
     out = snakemake(work, "-n", "--profile", "profiles/slurm", configfile="config/voc2012.yaml").stdout
+    # each job sized by config/voc2012.yaml's `resources` block (first attempt), one GPU each
+    (segmenter,) = job_resources_of(out, "train_segmenter")
+    assert "runtime=1440" in segmenter and "mem_mb=16000" in segmenter and "gpu=1" in segmenter
+    (classifier,) = job_resources_of(out, "train_classifier")
+    assert "runtime=360" in classifier and "mem_mb=16000" in classifier
+    assert not any("slurm_partition" in r for r in job_resources_of(out, "train_segmenter"))  # the cluster's default
+    # network work runs on the submitting host
     assert re.search(r"^download\s+4$", out, re.M) and re.search(r"^imagenet_weights\s+2$", out, re.M)
     assert "data/imagenet/checkpoints/vgg16-397923af.pth" in out
     assert "data/imagenet/checkpoints/resnet101-63fe2227.pth" in out

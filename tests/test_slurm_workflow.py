@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_slurm_smoke import PROFILE, _cancel_jobs, _cluster_env, _partition
+from test_slurm_smoke import PROFILE, _cancel_jobs, _cluster_env, partition_override
 from test_workflow import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ SHARDS_PER_JOB = 4
 def test_tiny_workflow_through_slurm(tmp_path):
     env = _cluster_env()
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs"):
+    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     # One shard per label set: sharding itself is covered by tests/test_workflow.py, and on this
@@ -46,7 +46,7 @@ def test_tiny_workflow_through_slurm(tmp_path):
     cmd = [
         sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile", "tiny.yaml",
         "--jobs", "4", "--latency-wait", "5",
-        "--default-resources", f"slurm_partition={_partition(env)}", "mem_mb=1000", "runtime=30",
+        *partition_override(),  # the profile as shipped: each rule's own mem_mb / runtime
         "--slurm-init-seconds-before-status-checks", "2", "--slurm-jobname-prefix", prefix,
         # The test node is small: one job per CPU, and GPU jobs ask for one fake GPU.
         "--set-threads", *[f"{r}=1" for r in ("synthesize", "build_train_aug", "pretrain_backbone",

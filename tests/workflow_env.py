@@ -19,7 +19,7 @@ TINY_CONFIG = ROOT / "tests" / "data" / "tiny_config.yaml"
 
 def copy_workflow(work: Path) -> Path:
     """The workflow's files under ``work``, with the tiny config as ``tiny.yaml``."""
-    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "envs", "bana_core"):
+    for name in ("Snakefile", "rules", "workflow_scripts", "config", "report", "bana_core"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
     shutil.copy2(TINY_CONFIG, work / "tiny.yaml")
