@@ -1,6 +1,6 @@
-"""The world's method-independent statistics, against which it is calibrated (README, "The
-synthetic world"): the box-fill baseline on val, objects per image, labels present in val, and
-the foreground share of val's labelled pixels (VOC 2012 val: about 25 %).
+"""The world's method-independent statistics, against which it is calibrated
+(docs/synthetic_world.md): the box-fill baseline on val, objects per image, labels present in
+val, and the foreground share of val's labelled pixels (VOC 2012 val: about 25 %).
 
     python -m bana_core.data.synthetic.calibrate config/config.yaml --seeds 0,1,2
 
