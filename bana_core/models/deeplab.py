@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from .optim import make_param_groups
 from .resnet import ASPP, ResNetTrunk
 from .vgg import (
     IMAGENET_MEAN,
@@ -134,8 +135,6 @@ class DeepLab(nn.Module):
         """SGD groups as DeepLab / BANA: backbone weights lr x1 with decay; backbone biases and
         BatchNorm parameters x2, no decay; new layers (:meth:`new_modules`) x``classifier_lr_mult``
         (weights, with decay) and x2 that (biases, no decay). Frozen parameters are left out."""
-        from . import make_param_groups  # the package imports this module
-
         return make_param_groups([self.backbone], self.new_modules(), lr, weight_decay,
                                  new_lr_mult=classifier_lr_mult)
 
