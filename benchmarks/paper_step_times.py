@@ -38,7 +38,7 @@ def _sync(device: torch.device) -> None:
 
 def classifier_case(cfg: dict, device: torch.device):
     s1 = cfg["stage1"]
-    model = place_model(build_classifier({**s1["backbone"], "pretrained": None}, pool="bap",
+    model = place_model(build_classifier(s1["backbone"], pool="bap",
                                          grid_size=s1["grid_size"], roi_size=s1["roi_size"],
                                          min_bg_fraction=s1["min_bg_fraction"]), device)
     n, size = s1["batch_size"], s1["crop_size"]
@@ -57,7 +57,7 @@ def classifier_case(cfg: dict, device: torch.device):
 
 def segmenter_case(cfg: dict, arch: str, device: torch.device):
     s3 = cfg["stage3"]
-    arch_cfg = {**s3["arch"][arch], "pretrained": None}
+    arch_cfg = s3["arch"][arch]
     model = place_model(segmenter_from_config(arch, arch_cfg, temperature=s3["temperature"], pretrained=None), device)
     n, size = arch_cfg["batch_size"], s3["crop_size"]
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, device=device)
@@ -102,7 +102,7 @@ def time_steps(model, loss_fn, device: torch.device, *, steps: int, amp: bool) -
 def time_prediction(cfg: dict, arch: str, device: torch.device, *, images: int = 10) -> float:
     """s per VOC-sized image (500 x 375) of predict_segmenter: the config's scales x flips."""
     s3 = cfg["stage3"]
-    model = segmenter_from_config(arch, {**s3["arch"][arch], "pretrained": None}, temperature=s3["temperature"])
+    model = segmenter_from_config(arch, s3["arch"][arch], temperature=s3["temperature"])
     model = place_model(model, device).eval()
     image = torch.randint(0, 256, (375, 500, 3), dtype=torch.uint8).numpy()
     with torch.no_grad():

@@ -13,6 +13,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
@@ -75,20 +78,18 @@ def test_the_ci_lower_bounds_are_the_declared_bounds():
     # each pinned release is the bound pyproject declares.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"  # Snakemake 9
+    # packaging's Version compares 2.6 and 2.6.0 as equal
     bounds = {}
-    for dep in project["dependencies"]:
-        name, rest = re.split(r"(?=[<>=!~\[; ])", dep, maxsplit=1) if re.search(r"[<>=!~\[; ]", dep) else (dep, "")
-        lower = re.search(r">=\s*([0-9][0-9.]*)", rest)
+    for req in map(Requirement, project["dependencies"]):
+        lower = [spec.version for spec in req.specifier if spec.operator == ">="]
         if lower:
-            bounds[name.lower()] = lower.group(1)
+            bounds[canonicalize_name(req.name)] = Version(lower[0])
     pins = {}
     for line in (ROOT / ".ci" / "lower-bounds.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            name, version = line.split("==")
-            pins[name.strip().lower()] = version.strip()
+            (spec,) = Requirement(line).specifier
+            pins[canonicalize_name(Requirement(line).name)] = Version(spec.version)
     assert {"torch", "torchvision", "numpy", "jsonschema"} <= set(pins)
     for name, version in pins.items():
-        # 2.6.0 pins the bound 2.6; 4.0.0 pins 4
-        assert version.split(".")[:len(bounds[name].split("."))] == bounds[name].split(".") and \
-            all(part == "0" for part in version.split(".")[len(bounds[name].split(".")):]), (name, version, bounds[name])
+        assert version == bounds[name], (name, version, bounds[name])
