@@ -21,12 +21,21 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/stage1.smk"
-include: "rules/stage2.smk"
-include: "rules/coco.smk"
-include: "rules/stage3.smk"
-include: "rules/tables.smk"
+include: "rules/imagenet.smk"
+
+
+if OWN_DATA:  # a user's own boxes to masks (dataset.source: local): stages 1 and 2 only
+
+    include: "rules/own_data.smk"
+
+else:
+
+    include: "rules/data.smk"
+    include: "rules/stage1.smk"
+    include: "rules/stage2.smk"
+    include: "rules/coco.smk"
+    include: "rules/stage3.smk"
+    include: "rules/tables.smk"
 
 
 # Bookkeeping that takes seconds even at full scale runs on the submitting host: under
@@ -49,7 +58,13 @@ LOCAL_RULES = [
     "seed_table",
     "fig3_heatmap",
     "report",
+    "own_masks",
+    "own_scores",
+    "own_overlay",
 ]
+# Only the rules this config includes (the paper's, or those of a user's own data): Snakemake
+# refuses a localrules name that no rule has.
+LOCAL_RULES = [name for name in LOCAL_RULES if name == "all" or name in {r.name for r in workflow.rules}]
 workflow.localrules(*LOCAL_RULES)
 try:  # a `resources` key naming no rule (a typo) would leave that rule at its demo size
     check_resource_overrides(config, [r.name for r in workflow.rules])
@@ -59,8 +74,7 @@ except ConfigError as _err:
 
 rule all:
     input:
-        all_targets(),
-        f"{R}/report.html",
+        own_targets() if OWN_DATA else [all_targets(), f"{R}/report.html"],
     default_target: True
 
 

@@ -169,8 +169,33 @@ def _sorted(value):
     return value
 
 
+def _check_local(config: dict) -> None:
+    """A user's own data: stages 1 and 2 only, one seed, and the files the layout needs."""
+    local = config["dataset"].get("local")
+    if not local:
+        raise ConfigError("config key 'dataset.local' is required when dataset.source is 'local'")
+    needed = ["root"] if local["layout"] == "voc" else ["annotations", "images"]
+    missing = [k for k in needed if k not in local]
+    if missing:
+        raise ConfigError(f"config key 'dataset.local.{missing[0]}' is required with layout {local['layout']!r}")
+    if local["layout"] == "coco" and local.get("classes") is not None:
+        raise ConfigError("config key 'dataset.local.classes': the COCO layout's classes are its categories; "
+                          "leave it out")
+    if "stage3" in config:
+        raise ConfigError("config key 'stage3': a user's own data (dataset.source: local) runs stages 1 and 2 "
+                          "only; remove the block")
+    if len(config["seeds"]) > 1:
+        raise ConfigError("config key 'seeds': a user's own data runs one seed (set 'seed')")
+    if config["stage1"]["backbone"].get("pretrained") == "pretrain":
+        raise ConfigError("config key 'stage1.backbone.pretrained': 'pretrain' is the demo's synthetic "
+                          "pretraining; use imagenet, a path to a state dict, or null")
+
+
 def _cross_checks(config: dict) -> None:
     ds = config["dataset"]
+    if ds["source"] == "local":
+        _check_local(config)
+        return
     if ds["source"] == "synthetic" and not ds.get("synthetic"):
         raise ConfigError("config key 'dataset.synthetic' is required when dataset.source is 'synthetic'")
     if ds["source"] == "download":

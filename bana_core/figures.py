@@ -1,4 +1,5 @@
-"""Figures: pseudo-label examples (the report's Fig. 2), Fig. 3 heat map, training curves."""
+"""Figures: pseudo-label examples (the report's Fig. 2), Fig. 3 heat map, training curves, and the
+overlays of masks made from a user's own boxes."""
 
 from __future__ import annotations
 
@@ -41,6 +42,32 @@ def pseudo_label_examples(index_path: Path, voc_root: Path, out: Path, n_images:
             if row == 0:
                 ax.set_title(["Image", "Ground truth", "Y_crf", "Y_ret"][col])
         axes[row][0].set_ylabel(image_id, fontsize=7)
+    _save(fig, out)
+    return ids
+
+
+def mask_overlays(voc_root: Path, masks_dir: Path, out: Path, n_images: int = 4) -> list[str]:
+    """Each of the first ``n_images`` masks (sorted ids) over its image, with the boxes drawn."""
+    from .data.voc import read_voc_xml
+
+    layout = VocLayout(Path(voc_root))
+    labels = dict(line.split(" ", 1) for line in (Path(masks_dir) / "labels.txt").read_text().splitlines())
+    ids = sorted(p.stem for p in (Path(masks_dir) / "png").glob("*.png"))[:n_images]
+    fig, axes = plt.subplots(1, len(ids), figsize=(3.2 * len(ids), 3), squeeze=False)
+    for ax, image_id in zip(axes[0], ids, strict=True):
+        image = load_image(layout.image_path(image_id)).astype(np.float32)
+        mask = load_label(Path(masks_dir) / "png" / f"{image_id}.png", num_classes=None)
+        blend = np.where((mask > 0)[..., None], 0.45 * image + 0.55 * PALETTE[mask], image)
+        ax.imshow(blend.astype(np.uint8))
+        ann = read_voc_xml(layout.annotation_path(image_id), class_names=[labels[str(k)] for k in range(len(labels))])
+        for x1, y1, x2, y2, c in ann.boxes().tolist():
+            color = PALETTE[c] / 255
+            ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, lw=1.2, ec=color))
+            ax.text(x1, y1, labels[str(c)], fontsize=6, color="white", va="bottom",
+                    bbox={"facecolor": color, "lw": 0, "pad": 1})
+        ax.set_title(image_id, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
     _save(fig, out)
     return ids
 

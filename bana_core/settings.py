@@ -32,6 +32,10 @@ ARCH_TRAIN_KEYS = {"v1": ("width", "batch_norm", "fc6_dilation", "dropout", "pre
 # bana_core.voc_to_coco.generate_coco_shard (the default generation grid).
 STAGE2_SHARD_KEYS = ("bg_threshold", "crf")
 COCO_SHARD_KEYS = ("grid_size", "bg_threshold", "crf")
+# A user's own data (dataset.source: local): one BAP classifier at stage 1's grid, and
+# bana_core.own_masks.masks_shard (which pseudo label becomes the mask).
+OWN_CLASSIFIER_KEYS = (*STAGE1_TRAIN_KEYS, "grid_size")
+OWN_MASKS_KEYS = ("grid_size", "bg_threshold", "crf", "masks")
 
 
 def pick(block: dict, keys) -> dict:
@@ -75,3 +79,11 @@ def stage2_shard(config: dict) -> dict:
 
 def coco_shard(config: dict) -> dict:
     return pick(config["stage2"], COCO_SHARD_KEYS)
+
+
+def own_classifier(config: dict) -> dict:
+    return pick(config["stage1"], OWN_CLASSIFIER_KEYS)
+
+
+def own_masks(config: dict) -> dict:
+    return pick(config["stage2"], OWN_MASKS_KEYS)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .bap import background_attention, pool_foreground
-from .classes import NUM_VOC_CLASSES
+from .classes import VOC_CLASSES
 from .data.datasets import BoxDataset, IterationBatchSampler, collate_boxes, mix_seed
 from .data.transforms import normalize, train_transform
 from .data.voc import VocLayout, bg_mask_from_boxes, load_image, read_voc_xml
@@ -26,31 +26,42 @@ log = logging.getLogger(__name__)
 
 
 def build_classifier(backbone_cfg: dict, *, pool: str, grid_size: int, roi_size=(2, 2),
-                     min_bg_fraction: float = 0.125, pretrained: str | None = None) -> BoxClassifier:
+                     min_bg_fraction: float = 0.125, pretrained: str | None = None,
+                     num_classes: int = len(VOC_CLASSES)) -> BoxClassifier:
+    """``num_classes`` counts background: 21 for VOC, K + 1 for a user's own K classes."""
     # Dropout2d after fc6 and fc7 while training, as the released classifier; weights saved
     # before the key existed were trained without it.
     backbone = build_backbone("vgg16", width=backbone_cfg.get("width", 1.0),
                               batch_norm=backbone_cfg.get("batch_norm", False), fc6_dilation=1,
                               dropout=backbone_cfg.get("dropout", 0.0), pretrained=pretrained)
-    return BoxClassifier(backbone, backbone.out_channels, NUM_VOC_CLASSES, pool=pool, grid_size=grid_size,
+    return BoxClassifier(backbone, backbone.out_channels, num_classes, pool=pool, grid_size=grid_size,
                          roi_size=tuple(roi_size), min_bg_fraction=min_bg_fraction)
 
 
 def classifier_from_weights(path: Path, device: torch.device) -> BoxClassifier:
     state, meta = load_weights(path, device)
+    # Weights saved before class_names existed were VOC's.
+    class_names = tuple(meta.get("class_names", VOC_CLASSES))
     model = build_classifier(meta["backbone"], pool=meta["pool"], grid_size=meta["grid_size"],
-                             roi_size=meta["roi_size"], min_bg_fraction=meta["min_bg_fraction"])
+                             roi_size=meta["roi_size"], min_bg_fraction=meta["min_bg_fraction"],
+                             num_classes=len(class_names))
     model.load_state_dict(state)
+    model.class_names = class_names
     return place_model(model, device).eval()
 
 
 def train_classifier(*, voc_root: Path, image_ids: list[str], pool: str, grid_size: int, cfg: dict,
                      pretrained: str | None, out: Path, work_dir: Path, device: torch.device, seed: int,
-                     workers: int = 0, progress: bool = True) -> list[dict]:
-    """Train one classifier (pool x grid x train set) and write its weights to ``out``."""
+                     workers: int = 0, progress: bool = True,
+                     class_names: tuple[str, ...] = VOC_CLASSES) -> list[dict]:
+    """Train one classifier (pool x grid x train set) and write its weights to ``out``.
+
+    ``class_names``: label -> name, background first, as the XMLs name the boxes (VOC's 21 for
+    the paper; a user's own classes for ``dataset.source: local``); kept in the weights' meta."""
     torch.manual_seed(seed)
     model = build_classifier(cfg["backbone"], pool=pool, grid_size=grid_size, roi_size=cfg["roi_size"],
-                             min_bg_fraction=cfg["min_bg_fraction"], pretrained=pretrained)
+                             min_bg_fraction=cfg["min_bg_fraction"], pretrained=pretrained,
+                             num_classes=len(class_names))
     model = place_model(model, device)
     groups = make_param_groups([model.backbone], [model.classifier], lr=cfg["lr"],
                                weight_decay=cfg["weight_decay"])
@@ -58,7 +69,7 @@ def train_classifier(*, voc_root: Path, image_ids: list[str], pool: str, grid_si
     aug = cfg["augment"]
     dataset = BoxDataset(voc_root, image_ids, train_transform(
         cfg["crop_size"], scale=tuple(aug["scale"]), jitter=aug["jitter"], hflip=aug["hflip"], mask_fill=0),
-        seed=seed)
+        seed=seed, class_names=class_names)
 
     def batches(start: int):
         sampler = IterationBatchSampler(len(dataset), cfg["batch_size"], cfg["iterations"], seed=seed, start=start)
@@ -79,6 +90,8 @@ def train_classifier(*, voc_root: Path, image_ids: list[str], pool: str, grid_si
     history = train(model, optimizer, batches, step, spec, device)
     meta = {"backbone": cfg["backbone"], "pool": pool, "grid_size": grid_size, "roi_size": list(cfg["roi_size"]),
             "min_bg_fraction": cfg["min_bg_fraction"], "n_train_images": len(image_ids)}
+    if tuple(class_names) != VOC_CLASSES:
+        meta["class_names"] = list(class_names)
     save_weights(out, model, meta)
     (work_dir / "checkpoint.pt").unlink(missing_ok=True)
     return history

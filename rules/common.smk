@@ -22,7 +22,8 @@ try:
     _validated = validate_config(config, workflow.source_path("../config/schema.yaml"))
     # Before any job: the recipe the shipped backbones came from. A further seed's module reuses
     # the run's (seeds[0]'s) backbones, so the run's own config is the one checked.
-    if _validated["pretrain"]["weights"] == "shipped" and FURTHER_SEED is None:
+    _own_data = _validated["dataset"]["source"] == "local"
+    if _validated["pretrain"]["weights"] == "shipped" and FURTHER_SEED is None and not _own_data:
         shipped_weights.check_config(_validated)
     FURTHER_SEEDS = seeds.further_seeds(_validated)  # seeds[1:]: one module each (the Snakefile)
 except ConfigError as _err:
@@ -35,6 +36,7 @@ RUN_DIR = f"results/{RUN}"  # seeds[0]'s folder, the run itself
 # A further seed writes under the run's seeds/<s>/ and, with synthetic data, draws its own data.
 R = RUN_DIR if FURTHER_SEED is None else seeds.seed_run_dir(RUN_DIR, FURTHER_SEED)
 SYNTHETIC = config["dataset"]["source"] == "synthetic"
+OWN_DATA = config["dataset"]["source"] == "local"  # a user's own boxes: rules/own_data.smk instead of the paper's
 DATA_NAME = config["dataset"]["name"]
 if FURTHER_SEED is not None and SYNTHETIC:
     DATA_NAME = seeds.seed_dataset_name(DATA_NAME, FURTHER_SEED)
@@ -44,11 +46,11 @@ SBD = f"{DATA}/benchmark_RELEASE/dataset"
 COCO = f"{DATA}/coco"
 DATA_LOGS = f"data/logs/{DATA_NAME}"
 GPUS = config["gpus_per_job"]
-EXP = experiments.Experiments(config)
+EXP = None if OWN_DATA else experiments.Experiments(config)
 TABLES = f"{R}/tables"
 # The tables bana_core.claims reads, as far as this config builds them (Table 4 only with COCO);
 # what each further seed builds (config `seeds`).
-CLAIM_TABLES = [spec.name for spec in tables.tables_of(EXP) if spec.name in claim_specs.CLAIM_TABLES]
+CLAIM_TABLES = [] if OWN_DATA else [s.name for s in tables.tables_of(EXP) if s.name in claim_specs.CLAIM_TABLES]
 
 
 wildcard_constraints:
@@ -190,3 +192,39 @@ def seed_table_csv(seed, table):
 def seed_tables(seed):
     """The claim tables' CSVs of one seed of this run."""
     return [seed_table_csv(seed, t) for t in CLAIM_TABLES]
+
+
+# --- a user's own boxes (dataset.source: local; rules/own_data.smk) ---
+
+OWN = f"{DATA}/own"  # the internal layout (bana_core.data.own): VOC2012/, instances.json, dataset.json
+OWN_LOCAL = config["dataset"].get("local") or {}
+OWN_SCORED = OWN_LOCAL.get("masks", False)
+N_OWN_SHARDS = config["stage2"]["n_shards"]
+OWN_SHARDS = f"{R}/masks_shards"
+
+
+def own_targets():
+    """The masks, their overlay figure, and with ground truth the score table."""
+    targets = [f"{R}/masks", f"{R}/figures/masks.png"]
+    if OWN_SCORED:
+        targets += [f"{TABLES}/own_masks.csv", f"{TABLES}/own_masks.md"]
+    return targets
+
+
+def own_source_files():
+    """The user's files that list the images and boxes (the JSON; the split list and its XMLs):
+    an edit to one rebuilds the layout. The list is read leniently here; rule own_dataset checks it."""
+    if OWN_LOCAL["layout"] == "coco":
+        return [OWN_LOCAL["annotations"]]
+    split = Path(OWN_LOCAL["root"]) / "ImageSets" / "Main" / f"{OWN_LOCAL['split']}.txt"
+    ids = dict.fromkeys(split.read_text().split()) if split.is_file() else {}
+    xmls = [f"{OWN_LOCAL['root']}/Annotations/{i}.xml" for i in ids if i.isprintable() and "/" not in i]
+    return [str(split), *(x for x in xmls if Path(x).is_file())]
+
+
+def own_pretrained():
+    """imagenet: the fetched checkpoint; a path: that file (an edit retrains); null: nothing."""
+    setting = config["stage1"]["backbone"]["pretrained"]
+    if setting is None:
+        return []
+    return pretrained_input(setting, "vgg") if setting == "imagenet" else [setting]

@@ -52,6 +52,14 @@ class CocoData:
     def image_path(self, image_id: int) -> Path:
         return self.image_dir / self._files[int(image_id)]
 
+    def file_name(self, image_id: int) -> str:
+        return self._files[int(image_id)]
+
+    @property
+    def listed_ids(self) -> list[int]:
+        """Every image id of the file (sorted), with or without a box."""
+        return sorted(self._files)
+
     def image_size(self, image_id: int) -> tuple[int, int]:
         """(W, H) as the annotation file states it."""
         return self._sizes[int(image_id)]
@@ -259,8 +267,18 @@ def _check_polygons(chk: _Checker, record: str, seg: list) -> bool:
     return usable
 
 
+def _check_box_inside(chk: _Checker, record: str, box: list, size: tuple[int, int]) -> None:
+    """A user's own box must be non-empty and inside its image (COCO's own files are clipped)."""
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        chk.fail(record, "bbox", box, "a box of positive width and height [x, y, w, h]")
+    if x < 0 or y < 0 or x + w > size[0] or y + h > size[1]:
+        chk.fail(record, "bbox", box, f"a box inside its {size[0]} x {size[1]} image [x, y, w, h]")
+
+
 def _read_annotations(chk: _Checker, rows: list, sizes: dict[int, tuple[int, int]],
-                      cat_ids: set[int]) -> dict[str, np.ndarray]:
+                      cat_ids: set[int], *, strict_boxes: bool = False,
+                      require_segmentation: bool = True) -> dict[str, np.ndarray]:
     n = len(rows)
     ids, img, cat = (np.empty(n, np.int64) for _ in range(3))
     bbox = np.empty((n, 4), np.float64)
@@ -269,7 +287,8 @@ def _read_annotations(chk: _Checker, rows: list, sizes: dict[int, tuple[int, int
     seen: set[int] = set()
     for k, row in enumerate(rows):
         record = _record("annotation", k, row)
-        chk.entry(row, record, ("id", "image_id", "category_id", "bbox", "segmentation"))
+        chk.entry(row, record, ("id", "image_id", "category_id", "bbox")
+                  + (("segmentation",) if require_segmentation else ()))
         aid = chk.id(row, record)
         if aid in seen:
             raise DataError(chk.path, f"{record}: duplicate annotation id {aid}")
@@ -286,13 +305,17 @@ def _read_annotations(chk: _Checker, rows: list, sizes: dict[int, tuple[int, int
             chk.fail(record, "bbox", box, "four finite numbers [x, y, w, h]")
         if box[2] < 0 or box[3] < 0:
             chk.fail(record, "bbox", box, "a non-negative width and height [x, y, w, h]")
+        if strict_boxes:
+            _check_box_inside(chk, record, box, sizes[iid])
         is_crowd = row.get("iscrowd", 0)
         if not _is_int(is_crowd) or is_crowd not in (0, 1):
             chk.fail(record, "iscrowd", is_crowd, "0 or 1")
         if "area" in row and not (_is_number(row["area"]) and row["area"] >= 0):
             chk.fail(record, "area", row["area"], "a finite non-negative number")
-        seg = row["segmentation"]
-        if isinstance(seg, dict):
+        seg = row.get("segmentation")
+        if seg is None and not require_segmentation:
+            pass
+        elif isinstance(seg, dict):
             width, height = sizes[iid]
             _check_rle(chk, record, seg, height, width)
         elif isinstance(seg, list):
@@ -312,7 +335,8 @@ def _log_skips(ann_path: Path, what: str, ids: np.ndarray, images: np.ndarray) -
     return ids[:100].tolist()
 
 
-def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bool) -> CocoData:
+def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bool, strict_boxes: bool = False,
+              require_segmentation: bool = True) -> CocoData:
     """Read a COCO instances JSON: categories, contiguous labels, usable images and their boxes.
 
     Every field is validated where it enters (see the comment above ``_Checker``): a malformed
@@ -322,6 +346,10 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     ``iscrowd=1`` annotations, boxes empty after conversion, annotations with a polygon of
     fewer than three points. ``image_ids`` lists (sorted) the images with at least one box,
     minus grayscale images (detected from the JPEG header) when ``drop_grayscale``.
+
+    A user's own file (``bana_core.data.own``): ``strict_boxes`` refuses an empty box or one
+    outside its image instead of clipping or skipping it; without ``require_segmentation`` an
+    annotation may lack the key.
     """
     ann_path, image_dir = Path(ann_path), Path(image_dir)
     data = read_json(ann_path)
@@ -331,7 +359,8 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     chk = _Checker(ann_path)
     categories = _read_categories(chk, data["categories"])
     files, sizes = _read_images(chk, data["images"])
-    anns = _read_annotations(chk, data["annotations"], sizes, {cid for cid, _ in categories})
+    anns = _read_annotations(chk, data["annotations"], sizes, {cid for cid, _ in categories},
+                             strict_boxes=strict_boxes, require_segmentation=require_segmentation)
     del data  # the raw annotation dicts are the bulk of the memory
     ann_ids, ann_img, ann_cat, bbox = anns["ids"], anns["img"], anns["cat"], anns["bbox"]
 

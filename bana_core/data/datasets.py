@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 
+from ..classes import VOC_CLASSES
 from .voc import VocLayout, load_image, load_label, read_voc_xml
 
 
@@ -68,9 +69,11 @@ class _SeededDataset(Dataset):
 class BoxDataset(_SeededDataset):
     """Stage 1: image, its background mask from boxes, and its boxes with class labels."""
 
-    def __init__(self, voc_root: str | Path, image_ids: Sequence[str], transform: Callable | None, *, seed: int = 0):
+    def __init__(self, voc_root: str | Path, image_ids: Sequence[str], transform: Callable | None, *, seed: int = 0,
+                 class_names: Sequence[str] = VOC_CLASSES):
         self.layout = VocLayout(Path(voc_root))
         self.ids = list(image_ids)
+        self.class_names = tuple(class_names)
         self.transform = transform
         self.seed = seed
 
@@ -79,7 +82,7 @@ class BoxDataset(_SeededDataset):
 
     def load(self, index: int) -> dict:
         image_id = self.ids[index]
-        ann = read_voc_xml(self.layout.annotation_path(image_id))
+        ann = read_voc_xml(self.layout.annotation_path(image_id), class_names=self.class_names)
         image = load_image(self.layout.image_path(image_id), expect_size=(ann.width, ann.height))
         bg = load_label(self.layout.bg_mask_path(image_id), expect_size=(ann.width, ann.height))
         boxes = ann.boxes()

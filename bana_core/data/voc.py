@@ -171,6 +171,37 @@ def read_voc_xml(path: str | Path, *, class_names: Sequence[str] = VOC_CLASSES) 
     return VocAnnotation(path=path, image_id=path.stem, width=width, height=height, objects=objects)
 
 
+def voc_xml(image_id: str, size: tuple[int, int], objects: Sequence[dict], *, segmented: bool = False,
+            image_source: str = "synthetic") -> str:
+    """A VOC annotation XML: ``size`` is (W, H); each object a dict with ``name`` and ``box`` (x1, y1,
+    x2, y2 in the project convention, 0-based half-open, written 1-based inclusive) and optionally
+    ``pose``, ``truncated``, ``difficult``. ``read_voc_xml`` reads it back."""
+    w, h = size
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2012"
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    src = ET.SubElement(root, "source")
+    ET.SubElement(src, "database").text = "The VOC2007 Database"
+    ET.SubElement(src, "annotation").text = "PASCAL VOC2007"
+    ET.SubElement(src, "image").text = image_source
+    sz = ET.SubElement(root, "size")
+    for k, val in (("width", w), ("height", h), ("depth", 3)):
+        ET.SubElement(sz, k).text = str(val)
+    ET.SubElement(root, "segmented").text = str(int(segmented))
+    for o in objects:
+        ob = ET.SubElement(root, "object")
+        ET.SubElement(ob, "name").text = o["name"]
+        ET.SubElement(ob, "pose").text = o.get("pose", "Unspecified")
+        ET.SubElement(ob, "truncated").text = str(o.get("truncated", 0))
+        ET.SubElement(ob, "difficult").text = str(o.get("difficult", 0))
+        bb = ET.SubElement(ob, "bndbox")
+        x1, y1, x2, y2 = o["box"]
+        for k, val in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):  # 1-based inclusive
+            ET.SubElement(bb, k).text = str(int(val))
+    ET.indent(root, space="\t")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
 def read_split(path: str | Path, *, check_dir: Path | None = None, suffix: str = ".jpg") -> list[str]:
     """Image ids of a split list (one per line, blank lines skipped).
 

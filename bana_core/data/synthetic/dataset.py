@@ -20,7 +20,8 @@ from ...io import atomic_dir, save_label_png, write_json
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS
 from .scenes import TRAITS, World, _boxes, _image_size, render_scene
 from .textures import FAMILIES
-from .writers import _coco_annotation, _save_jpeg, _voc_xml, _write_sbd
+from ..voc import voc_xml
+from .writers import _coco_annotation, _save_jpeg, _write_sbd
 # ---------------------------------------------------------------------------------------------
 # Per-image jobs
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int, world
             "difficult": int(areas[k] < 2 * min_area), "box": (x1, y1, x2, y2),
         })
     segmented = task.split != "sbd_only"
-    (voc / "Annotations" / f"{task.image_id}.xml").write_text(_voc_xml(task.image_id, wh, objects, segmented))
+    (voc / "Annotations" / f"{task.image_id}.xml").write_text(voc_xml(task.image_id, wh, objects, segmented=segmented))
     lut = np.array([0] + [CLASS_SPECS[s].voc_index for s in scene.specs], dtype=np.uint8)
     cls = lut[scene.instances]
     labels: list[int] = []

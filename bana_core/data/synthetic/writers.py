@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 from scipy import ndimage
+
 
 JPEG_QUALITY = 90
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: bana_core.data.synthetic"
@@ -20,33 +20,6 @@ def _save_jpeg(path: Path, image: np.ndarray, gray: bool = False) -> None:
     if gray:
         img = img.convert("L")
     img.save(path, format="JPEG", quality=JPEG_QUALITY)
-
-
-def _voc_xml(image_id: str, size: tuple[int, int], objects: list[dict], segmented: bool) -> str:
-    w, h = size
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "VOC2012"
-    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
-    src = ET.SubElement(root, "source")
-    ET.SubElement(src, "database").text = "The VOC2007 Database"
-    ET.SubElement(src, "annotation").text = "PASCAL VOC2007"
-    ET.SubElement(src, "image").text = "synthetic"
-    sz = ET.SubElement(root, "size")
-    for k, val in (("width", w), ("height", h), ("depth", 3)):
-        ET.SubElement(sz, k).text = str(val)
-    ET.SubElement(root, "segmented").text = str(int(segmented))
-    for o in objects:
-        ob = ET.SubElement(root, "object")
-        ET.SubElement(ob, "name").text = o["name"]
-        ET.SubElement(ob, "pose").text = o["pose"]
-        ET.SubElement(ob, "truncated").text = str(o["truncated"])
-        ET.SubElement(ob, "difficult").text = str(o["difficult"])
-        bb = ET.SubElement(ob, "bndbox")
-        x1, y1, x2, y2 = o["box"]
-        for k, val in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):  # 1-based inclusive
-            ET.SubElement(bb, k).text = str(int(val))
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="unicode") + "\n"
 
 
 def _savemat(path: Path, mdict: dict) -> None:

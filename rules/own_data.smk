@@ -1,0 +1,137 @@
+# A user's own boxes to masks (dataset.source: local; config/own_data.yaml): the dataset checked and
+# laid out once, one BAP classifier (stage 1), masks in fixed shards (stage 2), merged into
+# results/<run>/masks/, an overlay figure, and with ground truth a score table. Paths and helpers:
+# rules/common.smk (OWN, own_targets, ...).
+
+rule own_dataset:
+    """Check the user's dataset (boxes, classes, images, lists) and write the internal layout."""
+    input:
+        own_source_files(),
+    output:
+        directory(OWN),
+    params:
+        local=OWN_LOCAL,
+        code=script_code("own_dataset"),
+    threads: 1
+    resources:
+        **job_resources(config, "own_dataset", mem_mb=2000, runtime=60),
+    log:
+        f"{DATA_LOGS}/own_dataset.log",
+    benchmark:
+        f"{DATA_LOGS}/own_dataset.benchmark.tsv"
+    script:
+        "../workflow_scripts/own_dataset.py"
+
+
+rule own_train_classifier:
+    """Stage 1: the BAP classifier on every image of the user's dataset."""
+    input:
+        dataset=OWN,
+        pretrained=own_pretrained(),
+    output:
+        f"{R}/classifier/model.pt",
+    params:
+        stage1=settings.own_classifier(config),
+        work_dir=lambda wc, output: str(Path(output[0]).parent),
+        device=config["device"],
+        seed=config["seed"],
+        code=script_code("own_train_classifier"),
+    threads: config["train_threads"]
+    resources:
+        **job_resources(config, "own_train_classifier", mem_mb=2000, runtime=60),
+        gpu=GPUS,
+    log:
+        f"{R}/logs/own_train_classifier.log",
+    benchmark:
+        f"{R}/benchmarks/own_train_classifier.tsv"
+    script:
+        "../workflow_scripts/own_train_classifier.py"
+
+
+rule own_masks_shard:
+    """Stage 2: the masks (Y_crf or Y_ret) of shard k of n, as PNGs and COCO RLE results."""
+    input:
+        model=rules.own_train_classifier.output,
+        dataset=OWN,
+    output:
+        directory(f"{OWN_SHARDS}/{{shard}}"),
+    params:
+        stage2=settings.own_masks(config),
+        n_shards=N_OWN_SHARDS,
+        device=config["device"],
+        code=script_code("own_masks_shard"),
+    group:
+        "pseudo_shards"
+    threads: 1
+    resources:
+        **job_resources(config, "own_masks_shard", mem_mb=2000, runtime=30),
+        gpu=GPUS,
+    log:
+        f"{R}/logs/masks/{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/masks/{{shard}}.tsv"
+    script:
+        "../workflow_scripts/own_masks_shard.py"
+
+
+rule own_masks:
+    """results/<run>/masks/: png/<id>.png, coco_results.json, instances.json, labels.txt."""
+    input:
+        shards=expand(f"{OWN_SHARDS}/{{shard}}", shard=range(N_OWN_SHARDS)),
+        dataset=OWN,
+    output:
+        directory(f"{R}/masks"),
+    params:
+        code=script_code("own_masks"),
+    threads: 1
+    resources:
+        **job_resources(config, "own_masks", mem_mb=1000, runtime=30),
+    log:
+        f"{R}/logs/masks/merge.log",
+    benchmark:
+        f"{R}/benchmarks/masks/merge.tsv"
+    script:
+        "../workflow_scripts/own_masks.py"
+
+
+rule own_scores:
+    """With ground truth: the masks against it beside filling the boxes (mIoU or COCO segm AP)."""
+    input:
+        shards=expand(f"{OWN_SHARDS}/{{shard}}", shard=range(N_OWN_SHARDS)),
+        dataset=OWN,
+    output:
+        csv=f"{TABLES}/own_masks.csv",
+        md=f"{TABLES}/own_masks.md",
+    params:
+        label=config["stage2"]["masks"],
+        code=script_code("own_scores"),
+    threads: 1
+    resources:
+        **job_resources(config, "own_scores", mem_mb=2000, runtime=30),
+    log:
+        f"{R}/logs/masks/scores.log",
+    benchmark:
+        f"{R}/benchmarks/masks/scores.tsv"
+    script:
+        "../workflow_scripts/own_scores.py"
+
+
+rule own_overlay:
+    """A few masks over their images, with the boxes."""
+    input:
+        masks=rules.own_masks.output,
+        dataset=OWN,
+    output:
+        f"{R}/figures/masks.png",
+    params:
+        n_images=config["stage2"]["figure_images"],
+        code=script_code("own_overlay"),
+    threads: 1
+    resources:
+        **job_resources(config, "own_overlay", mem_mb=1000, runtime=10),
+    log:
+        f"{R}/logs/masks/overlay.log",
+    benchmark:
+        f"{R}/benchmarks/masks/overlay.tsv"
+    script:
+        "../workflow_scripts/own_overlay.py"
