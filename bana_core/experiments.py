@@ -10,13 +10,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CLASSIFIER_RE = r"(bap|gap)-g\d+-(aug|noaug)"
-SEGMENTER_RE = r"(v1|v2)-(ce_crf|ce_ret|nal|baseline|er|bootstrap|ce_gt)(-lam[0-9.]+-damp[0-9.]+)?"
+from .loss_registry import LOSSES, losses_in
+
+POOLS = ("bap", "gap")
+TRAINSETS = ("aug", "noaug")
+ARCHS = ("v1", "v2")
+CLASSIFIER_RE = rf"({'|'.join(POOLS)})-g(\d+)-({'|'.join(TRAINSETS)})"
+# the losses of the registry (bana_core.loss_registry), longest first so none stops at a prefix
+SEGMENTER_RE = (rf"({'|'.join(ARCHS)})-({'|'.join(sorted(LOSSES, key=len, reverse=True))})"
+                r"(-lam[0-9.]+-damp[0-9.]+)?")
 # ce_gt: the same segmenter and recipe trained on the ground truth, the reference box-supervised
 # papers judge against ("x % of full supervision"; Table 5 and the health checks).
 FULL_SUPERVISION = "ce_gt"
-LOSSES_TABLE5 = ("ce_crf", "ce_ret", "nal", FULL_SUPERVISION)
-LOSSES_TABLE7 = ("baseline", "er", "bootstrap", "nal")
+LOSSES_TABLE5 = losses_in("table5")
+LOSSES_TABLE7 = losses_in("table7")
 
 
 @dataclass(frozen=True)
@@ -84,14 +91,14 @@ def _fmt(x: float) -> str:
 
 
 def parse_classifier(name: str) -> tuple[str, int, str]:
-    m = re.fullmatch(r"(bap|gap)-g(\d+)-(aug|noaug)", name)
+    m = re.fullmatch(CLASSIFIER_RE, name)
     if not m:
         raise ValueError(f"not a classifier name: {name!r}")
     return m.group(1), int(m.group(2)), m.group(3)
 
 
 def parse_segmenter(name: str) -> Segmenter:
-    m = re.fullmatch(r"(v1|v2)-([a-z_]+?)(?:-lam([0-9.]+)-damp([0-9.]+))?", name)
+    m = re.fullmatch(rf"({'|'.join(ARCHS)})-([a-z0-9_]+?)(?:-lam([0-9.]+)-damp([0-9.]+))?", name)
     if not m:
         raise ValueError(f"not a segmenter name: {name!r}")
     lam = float(m.group(3)) if m.group(3) else None
@@ -188,7 +195,7 @@ class Experiments:
 
     # --- stage 3 -------------------------------------------------------------------------
     def table5_models(self) -> dict[tuple[str, str], str]:
-        return {(a, loss): Segmenter(a, loss).name for a in ("v1", "v2") for loss in LOSSES_TABLE5}
+        return {(a, loss): Segmenter(a, loss).name for a in ARCHS for loss in LOSSES_TABLE5}
 
     def table7_models(self) -> dict[str, str]:
         return {loss: Segmenter("v1", loss).name for loss in LOSSES_TABLE7}

@@ -9,8 +9,9 @@ Regions (as the released code): S = pixels where Y_crf == Y_ret, with target Y_c
 where they differ. A pixel that is void in either label is in neither. A term over an empty
 region is 0 (never NaN), so a batch without disagreement trains on L_ce alone.
 
-``build_loss(name, **params)`` gives the trainer one signature for all of them:
-``loss(cosine, y_crf, y_ret) -> (total, parts)`` with ``parts`` detached floats for logging.
+Which losses exist, their parameters and the tables they appear in: the registry,
+``bana_core.loss_registry``. ``build_loss(name, **params)`` gives the trainer one signature for
+all of them: ``loss(cosine, y_crf, y_ret) -> (total, parts)`` with ``parts`` detached floats.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import torch.nn.functional as F
 
 from .classes import IGNORE_INDEX
 from .errors import ConfigError
+from .loss_registry import LOSSES, validate_params
 
 Tensor = torch.Tensor
-LossFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, dict[str, float]]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,65 +222,57 @@ def bootstrapping_loss(cosine: Tensor, y_crf: Tensor, y_ret: Tensor, *, temperat
 # --------------------------------------------------------------------------------------------
 # registry for the trainer
 
-LOSSES: dict[str, str] = {
-    "ce_crf": "CE on Y_crf (Table 5 'w/ Ycrf')",
-    "ce_ret": "CE on Y_ret (Table 5 'w/ Yret')",
-    "ce_gt": "CE on the ground truth (Table 5 'full supervision'; the trainer passes it as both labels)",
-    "baseline": "CE on S only (Table 7 'Baseline')",
-    "er": "CE on S + entropy regularisation on ~S (Table 7)",
-    "bootstrap": "CE on S + soft bootstrapping on ~S (Table 7)",
-    "nal": "noise-aware loss, CE on S + lambda * L_wce on ~S (Eq. 12)",
-}
 
-# Every loss accepts the whole stage-3 settings dict; each keeps the keys it uses.
-_PARAMS = {"temperature": 20.0, "lam": 0.1, "damp": 7.0, "detach_sigma": False, "beta": 0.95,
-           "ignore_index": IGNORE_INDEX}
+# --------------------------------------------------------------------------------------------
+# builders named by the registry (bana_core.loss_registry.LOSSES): settings -> loss function
+
+LossFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, dict[str, float]]]
 
 
-def _validate(params: dict) -> dict:
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise ConfigError(f"unknown loss parameter(s) {unknown}; valid: {sorted(_PARAMS)}")
-    p = {**_PARAMS, **params}
-    checks = {
-        "temperature": p["temperature"] > 0,
-        "lam": p["lam"] >= 0,
-        "damp": p["damp"] >= 0,
-        "beta": 0 <= p["beta"] <= 1,
-        "detach_sigma": isinstance(p["detach_sigma"], bool),
-    }
-    for key, ok in checks.items():
-        if not ok:
-            raise ConfigError(f"loss parameter {key!r} has an invalid value {p[key]!r}")
-    return p
+def _ce_on(which: str) -> Callable[[dict], LossFn]:
+    def build(p: dict) -> LossFn:
+        def fn(cosine, y_crf, y_ret):
+            return ce_loss(cosine, y_crf if which == "crf" else y_ret, temperature=p["temperature"],
+                           ignore_index=p["ignore_index"], return_parts=True)
+        return fn
+    return build
+
+
+build_ce_crf = _ce_on("crf")
+build_ce_ret = _ce_on("ret")
+
+
+def build_baseline(p: dict) -> LossFn:
+    return lambda cosine, y_crf, y_ret: baseline_loss(cosine, y_crf, y_ret, temperature=p["temperature"],
+                                                      ignore_index=p["ignore_index"], return_parts=True)
+
+
+def build_entropy_regularized(p: dict) -> LossFn:
+    return lambda cosine, y_crf, y_ret: entropy_regularized_loss(
+        cosine, y_crf, y_ret, temperature=p["temperature"], lam=p["lam"], ignore_index=p["ignore_index"],
+        return_parts=True)
+
+
+def build_bootstrapping(p: dict) -> LossFn:
+    return lambda cosine, y_crf, y_ret: bootstrapping_loss(
+        cosine, y_crf, y_ret, temperature=p["temperature"], lam=p["lam"], beta=p["beta"],
+        ignore_index=p["ignore_index"], return_parts=True)
+
+
+def build_noise_aware(p: dict) -> LossFn:
+    return lambda cosine, y_crf, y_ret: noise_aware_loss(
+        cosine, y_crf, y_ret, temperature=p["temperature"], damp=p["damp"], lam=p["lam"],
+        ignore_index=p["ignore_index"], detach_sigma=p["detach_sigma"], return_parts=True)
 
 
 def build_loss(name: str, **params) -> LossFn:
-    """The loss ``name`` (a key of LOSSES) as ``fn(cosine, y_crf, y_ret) -> (total, parts)``.
+    """The registered loss ``name`` as ``fn(cosine, y_crf, y_ret) -> (total, parts)``.
 
-    ``params`` may hold any of temperature, lam, damp, detach_sigma, beta, ignore_index; keys a
-    loss does not use are ignored (the trainer passes one settings dict to every loss).
+    ``params`` may hold any key of ``loss_registry.PARAMS``; keys a loss does not read are ignored
+    (the trainer passes one settings dict to every loss).
     """
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
-    p = _validate(params)
-    t, ign = p["temperature"], p["ignore_index"]
-
-    def fn(cosine: Tensor, y_crf: Tensor, y_ret: Tensor) -> tuple[Tensor, dict[str, float]]:
-        if name in ("ce_crf", "ce_gt"):
-            return ce_loss(cosine, y_crf, temperature=t, ignore_index=ign, return_parts=True)
-        if name == "ce_ret":
-            return ce_loss(cosine, y_ret, temperature=t, ignore_index=ign, return_parts=True)
-        if name == "baseline":
-            return baseline_loss(cosine, y_crf, y_ret, temperature=t, ignore_index=ign, return_parts=True)
-        if name == "er":
-            return entropy_regularized_loss(cosine, y_crf, y_ret, temperature=t, lam=p["lam"], ignore_index=ign,
-                                            return_parts=True)
-        if name == "bootstrap":
-            return bootstrapping_loss(cosine, y_crf, y_ret, temperature=t, lam=p["lam"], beta=p["beta"],
-                                      ignore_index=ign, return_parts=True)
-        return noise_aware_loss(cosine, y_crf, y_ret, temperature=t, damp=p["damp"], lam=p["lam"], ignore_index=ign,
-                                detach_sigma=p["detach_sigma"], return_parts=True)
-
+    fn = globals()[LOSSES[name].build](validate_params(params))
     fn.__name__ = f"loss_{name}"
     return fn

@@ -16,8 +16,17 @@ from typing import Callable, Hashable, Mapping
 import numpy as np
 import pandas as pd
 
-from .experiments import FULL_SUPERVISION, CocoEval, Experiments, LabelSet, SegmenterEval
+from .experiments import (
+    FULL_SUPERVISION,
+    LOSSES_TABLE5,
+    LOSSES_TABLE7,
+    CocoEval,
+    Experiments,
+    LabelSet,
+    SegmenterEval,
+)
 from .io import atomic_path
+from .loss_registry import LOSSES
 
 
 def pct(x) -> float:
@@ -50,9 +59,8 @@ NO_TEST_IMAGES = "needs dataset.voc_test_archive"
 def table5(evals: Mapping[tuple[str, str, str], dict]) -> pd.DataFrame:
     """Segmentation mIoU after CRF: keys (arch, loss, split) with arch v1|v2, loss ce_crf|ce_ret|nal|ce_gt
     (ce_gt: the same segmenter trained on the ground truth, the full-supervision reference)."""
-    rows = [("w/ Ycrf (val)", "ce_crf", "val"), ("w/ Yret (val)", "ce_ret", "val"),
-            ("w/ NAL (val)", "nal", "val"), ("w/ NAL (test)", "nal", "test"),
-            ("full supervision (val)", "ce_gt", "val")]
+    rows = [(f"{LOSSES[loss].table5} ({split})", loss, split) for loss in LOSSES_TABLE5
+            for split in (("val", "test") if LOSSES[loss].test else ("val",))]
     out: dict[str, dict[str, object]] = {}
     for arch, col in (("v1", "DeepLab-V1"), ("v2", "DeepLab-V2")):
         out[col] = {}
@@ -75,8 +83,7 @@ def table6(evals: Mapping[tuple[int, int], dict]) -> pd.DataFrame:
 
 def table7(evals: Mapping[str, dict]) -> pd.DataFrame:
     """DeepLab-V1 losses on val before / after CRF; keys baseline, er, bootstrap, nal."""
-    names = {"baseline": "Baseline", "er": "w/ Entropy Regularization", "bootstrap": "w/ Bootstrapping",
-             "nal": "w/ Lwce"}
+    names = {loss: LOSSES[loss].table7 for loss in LOSSES_TABLE7}
     data = {names[k]: {"before CRF": pct(evals[k]["miou_raw"]), "after CRF": pct(evals[k]["miou_crf"])}
             for k in names}
     return pd.DataFrame.from_dict(data, orient="index").rename_axis("Method")
@@ -226,7 +233,7 @@ class TableSpec:
 
 def _table5_needs(exp: Experiments) -> dict[tuple[str, str, str], SegmenterEval]:
     return {(arch, loss, split): SegmenterEval(m, split) for (arch, loss), m in exp.table5_models().items()
-            for split in (("val", "test") if loss == "nal" and exp.test_images else ("val",))}
+            for split in (("val", "test") if LOSSES[loss].test and exp.test_images else ("val",))}
 
 
 TABLES: tuple[TableSpec, ...] = (

@@ -10,6 +10,7 @@ from bana_core.errors import ConfigError
 from bana_core.imagenet import imagenet_url, url_of_file as imagenet_url_of_file
 from bana_core.job_resources import check_overrides as check_resource_overrides
 from bana_core.job_resources import job_resources
+from bana_core.loss_registry import LOSSES
 from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).
@@ -179,7 +180,7 @@ def all_targets():
         targets += [f"{TABLES}/seeds/{t}.{ext}" for t in CLAIM_TABLES for ext in ("csv", "md")]
     if EXP.test_images:  # real VOC test images need dataset.voc_test_archive
         targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
-                    for (a, loss), m in EXP.table5_models().items() if loss == "nal"]
+                    for (a, loss), m in EXP.table5_models().items() if LOSSES[loss].test]
     return targets
 
 

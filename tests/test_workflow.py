@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import stat
 import tarfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_env import planned_rules
+from workflow_env import planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -151,15 +152,34 @@ def test_editing_the_loss_reruns_stage3_and_tables_only(finished_run):
     assert edited_rules(finished_run, "losses.py") == STAGE3
 
 
+def test_a_new_loss_is_one_registry_entry(finished_run, tmp_path):
+    """One LOSSES entry (bana_core/loss_registry.py) is planned, trained, scored and tabled."""
+    work = tmp_path / "work"
+    shutil.copytree(finished_run, work, symlinks=True)
+    registry = work / "bana_core" / "loss_registry.py"
+    registry.write_text(registry.read_text() + '\nLOSSES["dummy"] = LossSpec("CE on Y_ret under another name", '
+                        '"build_ce_ret", (_T, _IGN), table7="w/ Dummy")\n')
+    # only what the new entry adds: the registry's own edit would rerun every rule that reads it
+    triggers = ("--rerun-triggers", "mtime", "input")
+    out = snakemake(work, "-n", *triggers).stdout
+    assert "results/tiny/segmenters/v1-dummy/model.pt" in out
+    assert planned_rules(work, *triggers) >= {"train_segmenter", "predict_segmenter", "crf_segmenter",
+                                              "eval_segmenter", "table"}
+    snakemake(work, "results/tiny/tables/table7_losses.csv", *triggers)
+    assert (work / "results" / "tiny" / "segmenters" / "v1-dummy" / "model.pt").is_file()
+    t7 = pd.read_csv(work / "results" / "tiny" / "tables" / "table7_losses.csv", index_col=0)
+    assert list(t7.index)[-1] == "w/ Dummy" and 0 <= t7.loc["w/ Dummy", "after CRF (ours)"] <= 100
+
+
 def test_editing_table_formatting_reruns_only_tables(finished_run):
     assert edited_rules(finished_run, "tables.py") == TABLE_RULES
 
 
 def test_editing_the_voc_reader_reruns_every_rule_that_reads_voc(finished_run):
-    # Everything but the COCO index (which never reads VOC through data/voc.py); the CRF and
-    # scoring steps included, which the hand-kept lists missed, and the synthesis, which writes
-    # its XMLs with data/voc.py's voc_xml (pretrain_set imports the synthetic package).
-    assert edited_rules(finished_run, "data/voc.py") == ALL_RULES - {"coco_index"}
+    # Everything: the CRF and scoring steps included, which the hand-kept lists missed, and the
+    # synthesis, which writes its XMLs with data/voc.py's voc_xml, so what reads its data follows
+    # (the COCO index too; pretrain_set imports the synthetic package).
+    assert edited_rules(finished_run, "data/voc.py") == ALL_RULES
 
 
 def test_editing_the_label_space_reruns_everything(finished_run):
