@@ -106,8 +106,8 @@ def _replace_once(old: str, new: str):
 
 
 config_text_case("stage1.lr NaN", _replace_once("\n  lr: 0.01 ", "\n  lr: .nan "), "'stage1.lr'", "not a finite number")
-config_text_case("stage3 lr inf", _replace_once("      lr: 0.01               # with the warm-up: 0.001",
-                                                "      lr: .inf               # with the warm-up: 0.001"),
+config_text_case("stage3 lr inf", _replace_once("      lr: 0.01               # base learning rate; needs",
+                                                "      lr: .inf               # base learning rate; needs"),
                  "'stage3.arch.v2.lr'", "not a finite number")
 config_text_case("pretrain.lr -inf", _replace_once("  lr: 0.05 ", "  lr: -.inf "), "'pretrain.lr'", "finite")
 config_text_case("stage2.crf NaN item", _replace_once("crf: [4, 55, 3, 3, 3]", "crf: [4, 55, .nan, 3, 3]"),
