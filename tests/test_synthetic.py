@@ -233,7 +233,7 @@ def test_summary(data):
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
-    calls, real_save = [], synthetic.dataset._save_jpeg
+    calls, real_save = [], synthetic.dataset.save_jpeg
 
     def failing_save(*args, **kwargs):
         calls.append(1)
@@ -241,7 +241,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("interrupted")
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic.dataset, "_save_jpeg", failing_save)
+    monkeypatch.setattr(synthetic.dataset, "save_jpeg", failing_save)
     with pytest.raises(RuntimeError, match="interrupted"):
         synthesize(tmp_path / "synthetic", seed=0, **SMALL)
     assert list(tmp_path.iterdir()) == []

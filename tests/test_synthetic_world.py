@@ -200,7 +200,7 @@ def test_summary_reports_the_draws(tmp_path):
 
 
 def test_calibration_statistics(tmp_path, capsys):
-    from bana_core.data.synthetic.calibrate import main
+    from bana_core.world_calibration import main
 
     settings = {"image_size": [64, 48], "n_train": 4, "n_val": 20, "n_test": 1, "n_sbd_only": 0, "n_coco": 1,
                 "seed": 0, "holes": 0.0}
@@ -219,8 +219,8 @@ def test_calibration_statistics(tmp_path, capsys):
 
 def test_object_scale_sets_the_foreground_share(tmp_path):
     # Larger objects cover more of the image, with the scene's objects and classes as drawn.
-    from bana_core.data.synthetic.calibrate import foreground_share
     from bana_core.data.synthetic.dataset import synthesize
+    from bana_core.world_calibration import foreground_share
 
     shares = []
     for scale in (1.0, 2.0):
@@ -239,7 +239,7 @@ def test_object_scale_sets_the_foreground_share(tmp_path):
 def test_foreground_share_counts_labelled_pixels_only(tmp_path):
     from PIL import Image
 
-    from bana_core.data.synthetic.calibrate import foreground_share
+    from bana_core.world_calibration import foreground_share
 
     (tmp_path / "SegmentationClass").mkdir()
     label = np.zeros((10, 10), np.uint8)

@@ -31,10 +31,11 @@ Everything is a function of the seed: each image draws from its own numpy Genera
 the .mat header carries no timestamp.
 
 Modules: ``shapes`` (primitives, one shape family per class), ``catalogue`` (the class table and
-each class's context), ``textures`` (colours, noise, background families, object patterns),
-``scenes`` (``World``, placing, occluding and painting objects), ``writers`` (VOC / SBD / COCO
-files), ``dataset`` (``synthesize``), ``pretrain`` (the pretraining set), ``calibrate`` (the
-world's method-independent statistics).
+each class's context), ``textures`` (colours, noise, background families), ``scenes``
+(``World``, placing, occluding, patterning and painting objects), ``writers`` (VOC / SBD / COCO
+files), ``dataset`` (``synthesize``), ``pretrain`` (the pretraining set). Each module uses the
+others only through their public names. The world's method-independent statistics are measured
+by ``bana_core.world_calibration``, above this layer (it scores with ``bana_core.evaluation``).
 """
 
 from ...classes import COCO_CATEGORIES

@@ -18,10 +18,10 @@ from scipy import ndimage
 from ...classes import COCO_CATEGORIES, COCO_ID_TO_NAME
 from ...io import atomic_dir, save_label_png, write_json
 from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS
-from .scenes import TRAITS, World, _boxes, _image_size, render_scene
+from .scenes import TRAITS, World, instance_boxes, jitter_image_size, render_scene
 from .textures import FAMILIES
 from ..voc import voc_xml
-from .writers import _coco_annotation, _save_jpeg, _write_sbd
+from .writers import coco_annotation, save_jpeg, write_sbd
 # ---------------------------------------------------------------------------------------------
 # Per-image jobs
 # ---------------------------------------------------------------------------------------------
@@ -44,23 +44,23 @@ class _Task:
 def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int, world: World) -> dict:
     rng = np.random.default_rng(np.random.SeedSequence([seed, task.index]))
     coco = task.split == "coco"
-    wh = _image_size(rng, size)
+    wh = jitter_image_size(rng, size)
     scene = render_scene(rng, wh, coco=coco, forced=task.forced, crowd=task.crowd, world=world)
     # What the world drew, for the summary's rates (crowd members are not single objects).
     world_record = {"background": scene.background,
                     "in_context": scene.background in CLASS_SPECS[scene.specs[scene.main]].context,
                     "traits": [list(t) for t, g in zip(scene.traits, scene.groups, strict=True) if g < 0]}
     n = len(scene.specs)
-    boxes = _boxes(scene.instances, n)
+    boxes = instance_boxes(scene.instances, n)
     if coco:
-        _save_jpeg(out / "coco" / "train2017" / f"{task.coco_id:012d}.jpg", scene.image, task.gray)
+        save_jpeg(out / "coco" / "train2017" / f"{task.coco_id:012d}.jpg", scene.image, task.gray)
         anns = []
         for k in range(n):
             if scene.groups[k] < 0:
-                anns.append(_coco_annotation(scene.instances == k + 1, CLASS_SPECS[scene.specs[k]].coco_id, False))
+                anns.append(coco_annotation(scene.instances == k + 1, CLASS_SPECS[scene.specs[k]].coco_id, False))
         for g in sorted(set(scene.groups) - {-1}):
             members = [k + 1 for k in range(n) if scene.groups[k] == g]
-            anns.append(_coco_annotation(np.isin(scene.instances, members),
+            anns.append(coco_annotation(np.isin(scene.instances, members),
                                          CLASS_SPECS[scene.specs[members[0] - 1]].coco_id, True))
         image = {"id": task.coco_id, "file_name": f"{task.coco_id:012d}.jpg", "width": wh[0], "height": wh[1],
                  "license": 1}
@@ -69,7 +69,7 @@ def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int, world
                             if g < 0], "world": world_record}
 
     voc = out / "VOCdevkit" / "VOC2012"
-    _save_jpeg(voc / "JPEGImages" / f"{task.image_id}.jpg", scene.image)
+    save_jpeg(voc / "JPEGImages" / f"{task.image_id}.jpg", scene.image)
     h, w = scene.instances.shape
     min_area = max(12, int(0.004 * h * w))
     areas = np.bincount(scene.instances.ravel(), minlength=n + 1)[1:]
@@ -96,7 +96,7 @@ def _run_task(task: _Task, *, out: Path, size: tuple[int, int], seed: int, world
     if task.in_sbd:
         ds = out / "benchmark_RELEASE" / "dataset"
         (ds / "img" / f"{task.image_id}.jpg").write_bytes((voc / "JPEGImages" / f"{task.image_id}.jpg").read_bytes())
-        _write_sbd(ds, task.image_id, cls, scene.instances, [int(x) for x in lut[1:]])
+        write_sbd(ds, task.image_id, cls, scene.instances, [int(x) for x in lut[1:]])
     return {"split": task.split, "id": task.image_id, "classes": [o["name"] for o in objects], "labels": labels,
             "world": world_record}
 
@@ -157,6 +157,64 @@ def _write_list(path: Path, ids) -> None:
     path.write_text("".join(f"{i}\n" for i in sorted(ids)))
 
 
+def _write_split_lists(voc: Path, ds: Path, by_split: dict[str, list[dict]], tasks: list[_Task],
+                       seed: int) -> tuple[dict[str, list[str]], tuple[list[str], list[str]]]:
+    """VOC's segmentation lists and SBD's train / val lists; returns the ids of each."""
+    split_ids = {s: sorted(r["id"] for r in by_split.get(s, [])) for s in ("train", "val", "test", "sbd_only")}
+    sets = voc / "ImageSets" / "Segmentation"
+    _write_list(sets / "train.txt", split_ids["train"])
+    _write_list(sets / "val.txt", split_ids["val"])
+    _write_list(sets / "trainval.txt", split_ids["train"] + split_ids["val"])
+    _write_list(sets / "test.txt", split_ids["test"])
+    sbd_train, sbd_val = _sbd_split(np.random.default_rng(np.random.SeedSequence([seed, 0x5BD])), tasks)
+    _write_list(ds / "train.txt", sbd_train)
+    _write_list(ds / "val.txt", sbd_val)
+    return split_ids, (sbd_train, sbd_val)
+
+
+def _write_coco_instances(coco: Path, coco_records: list[dict]) -> list[dict]:
+    """COCO's instances_train2017.json; returns its annotations."""
+    annotations = []
+    for r in coco_records:
+        for a in r["annotations"]:
+            annotations.append({"id": len(annotations) + 1, "image_id": r["image"]["id"], **a})
+    instances = {
+        "info": {"description": "bana-pipeline synthetic COCO-style train2017", "version": "1.0",
+                 "year": 2017, "contributor": "bana_core.data.synthetic", "date_created": "2017/09/01"},
+        "licenses": [{"id": 1, "name": "CC0 (synthetic)", "url": ""}],
+        "images": [r["image"] for r in coco_records],
+        "annotations": annotations,
+        "categories": [{"supercategory": sc, "id": i, "name": n} for i, n, sc in COCO_CATEGORIES],
+    }
+    (coco / "annotations" / "instances_train2017.json").write_text(json.dumps(instances, separators=(",", ":")))
+    return annotations
+
+
+def _summary(seed: int, size: tuple[int, int], world: World, records: list[dict], by_split: dict[str, list[dict]],
+             split_ids: dict[str, list[str]], sbd: tuple[list[str], list[str]], annotations: list[dict]) -> dict:
+    """What ``synthesize`` wrote: counts per split, objects and classes per split, the world's rates."""
+    sbd_train, sbd_val = sbd
+    coco_records = by_split.get("coco", [])
+    train_aug = (set(sbd_train) | set(sbd_val) | set(split_ids["train"])) - set(split_ids["val"])
+    return {
+        "seed": seed, "image_size": list(size),
+        "counts": {**{s: len(v) for s, v in split_ids.items()}, "sbd_train": len(sbd_train),
+                   "sbd_val": len(sbd_val), "train_aug": len(train_aug), "coco": len(coco_records),
+                   "coco_annotations": len(annotations),
+                   "coco_crowd": sum(a["iscrowd"] for a in annotations),
+                   "coco_grayscale": sum(r["gray"] for r in coco_records)},
+        "objects_per_image": {s: round(float(np.mean([len(r["classes"]) for r in rs])), 3)
+                              for s, rs in sorted(by_split.items())},
+        "class_histogram": {s: dict(sorted(Counter(c for r in rs for c in r["classes"]).items()))
+                            for s, rs in sorted(by_split.items())},
+        "labels_in_val": sorted({lab for r in by_split.get("val", []) for lab in r["labels"]}),
+        "unseen_classes": [s.name for s in UNSEEN_SPECS],
+        "world": {"settings": asdict(world),
+                  "voc": _world_rates([r for r in records if r["split"] != "coco"]),
+                  "coco": _world_rates(coco_records)},
+    }
+
+
 def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train: int = 300, n_val: int = 100,
                n_test: int = 100, n_sbd_only: int = 200, n_coco: int = 200, seed: int = 0, workers: int = 1,
                world: World | None = None, progress: bool = True) -> dict:
@@ -183,54 +241,14 @@ def synthesize(root: Path, *, image_size: tuple[int, int] = (160, 120), n_train:
                   coco / "train2017", coco / "annotations"):
             d.mkdir(parents=True, exist_ok=True)
         job = partial(_run_task, out=tmp, size=size, seed=seed, world=world)
-        records = list(_imap(job, tasks, workers, progress, "synthesize"))
+        records = list(imap_tasks(job, tasks, workers, progress, "synthesize"))
 
         by_split: dict[str, list[dict]] = {}
         for r in records:
             by_split.setdefault(r["split"], []).append(r)
-        split_ids = {s: sorted(r["id"] for r in by_split.get(s, [])) for s in ("train", "val", "test", "sbd_only")}
-        sets = voc / "ImageSets" / "Segmentation"
-        _write_list(sets / "train.txt", split_ids["train"])
-        _write_list(sets / "val.txt", split_ids["val"])
-        _write_list(sets / "trainval.txt", split_ids["train"] + split_ids["val"])
-        _write_list(sets / "test.txt", split_ids["test"])
-        sbd_train, sbd_val = _sbd_split(np.random.default_rng(np.random.SeedSequence([seed, 0x5BD])), tasks)
-        _write_list(ds / "train.txt", sbd_train)
-        _write_list(ds / "val.txt", sbd_val)
-
-        coco_records = by_split.get("coco", [])
-        annotations = []
-        for r in coco_records:
-            for a in r["annotations"]:
-                annotations.append({"id": len(annotations) + 1, "image_id": r["image"]["id"], **a})
-        instances = {
-            "info": {"description": "bana-pipeline synthetic COCO-style train2017", "version": "1.0",
-                     "year": 2017, "contributor": "bana_core.data.synthetic", "date_created": "2017/09/01"},
-            "licenses": [{"id": 1, "name": "CC0 (synthetic)", "url": ""}],
-            "images": [r["image"] for r in coco_records],
-            "annotations": annotations,
-            "categories": [{"supercategory": sc, "id": i, "name": n} for i, n, sc in COCO_CATEGORIES],
-        }
-        (coco / "annotations" / "instances_train2017.json").write_text(json.dumps(instances, separators=(",", ":")))
-
-        train_aug = (set(sbd_train) | set(sbd_val) | set(split_ids["train"])) - set(split_ids["val"])
-        summary = {
-            "seed": seed, "image_size": list(size),
-            "counts": {**{s: len(v) for s, v in split_ids.items()}, "sbd_train": len(sbd_train),
-                       "sbd_val": len(sbd_val), "train_aug": len(train_aug), "coco": len(coco_records),
-                       "coco_annotations": len(annotations),
-                       "coco_crowd": sum(a["iscrowd"] for a in annotations),
-                       "coco_grayscale": sum(r["gray"] for r in coco_records)},
-            "objects_per_image": {s: round(float(np.mean([len(r["classes"]) for r in rs])), 3)
-                                  for s, rs in sorted(by_split.items())},
-            "class_histogram": {s: dict(sorted(Counter(c for r in rs for c in r["classes"]).items()))
-                                for s, rs in sorted(by_split.items())},
-            "labels_in_val": sorted({lab for r in by_split.get("val", []) for lab in r["labels"]}),
-            "unseen_classes": [s.name for s in UNSEEN_SPECS],
-            "world": {"settings": asdict(world),
-                      "voc": _world_rates([r for r in records if r["split"] != "coco"]),
-                      "coco": _world_rates(coco_records)},
-        }
+        split_ids, sbd = _write_split_lists(voc, ds, by_split, tasks, seed)
+        annotations = _write_coco_instances(coco, by_split.get("coco", []))
+        summary = _summary(seed, size, world, records, by_split, split_ids, sbd, annotations)
         write_json(tmp / "synthetic_summary.json", summary)
     return summary
 
@@ -248,7 +266,7 @@ def _world_rates(records: list[dict]) -> dict:
     }
 
 
-def _imap(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> Iterator:
+def imap_tasks(job: Callable, tasks: list, workers: int, progress: bool, desc: str) -> Iterator:
     """``job(t)`` for each task, in order, in ``workers`` processes when more than one."""
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()

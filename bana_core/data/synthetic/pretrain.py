@@ -9,9 +9,9 @@ import numpy as np
 
 from ...errors import DataError
 from ...io import atomic_path
-from .dataset import _imap
-from .scenes import _image_mask, _paint, _place, _Placed
-from .textures import _background
+from .dataset import imap_tasks
+from .scenes import Placed, paint_object, place_object, placed_mask
+from .textures import generic_background
 def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, *,
                           clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
     """One pretraining image: an object of VOC class ``label`` (1..20) near the centre of a
@@ -23,33 +23,33 @@ def render_pretrain_image(rng: np.random.Generator, label: int, size: int = 64, 
 
     Returns (image uint8 [size, size, 3], visible mask of the labelled object, distractor count).
     """
-    img = _background(rng, size, size)
+    img = generic_background(rng, size, size)
     obj = None
     while obj is None:  # an object placed too far out is drawn again
         centre = (size / 2 + rng.normal(0, 0.15 * size), size / 2 + rng.normal(0, 0.15 * size))
         area = rng.uniform(0.1, 0.6)
-        obj = _place(rng, label - 1, size, size, area=area, centre=centre)
-    full = _image_mask(obj, size, size)
+        obj = place_object(rng, label - 1, size, size, area=area, centre=centre)
+    full = placed_mask(obj, size, size)
     visible = full.copy()
-    front: list[_Placed] = []
+    front: list[Placed] = []
     n_distractors = 0
     if clutter > 0 and rng.random() < clutter:
         for _ in range(int(rng.integers(1, 3))):
             other = int(rng.integers(19))
             other += other >= label - 1  # any VOC class but the label's
-            d = _place(rng, other, size, size, area=area * rng.uniform(0.15, 0.6))
+            d = place_object(rng, other, size, size, area=area * rng.uniform(0.15, 0.6))
             if d is None:
                 continue
             n_distractors += 1
-            covered = _image_mask(d, size, size)
+            covered = placed_mask(d, size, size)
             if rng.random() < 0.5 and (visible & ~covered).sum() >= 0.6 * full.sum():
                 front.append(d)
                 visible &= ~covered
             else:
-                _paint(rng, img, d, d.mask)
-    _paint(rng, img, obj, obj.mask)
+                paint_object(rng, img, d, d.mask)
+    paint_object(rng, img, obj, obj.mask)
     for d in front:
-        _paint(rng, img, d, d.mask)
+        paint_object(rng, img, d, d.mask)
     img = img + rng.normal(0, 3.0, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), visible, n_distractors
 
@@ -76,7 +76,7 @@ def make_pretrain_set(n_per_class: int, size: int = 64, seed: int = 0, clutter: 
     labels = np.repeat(np.arange(1, 21, dtype=np.int64), n_per_class)
     images = np.empty((len(labels), size, size, 3), dtype=np.uint8)  # filled as rendered: one copy
     job = partial(_pretrain_image, size=size, seed=seed, clutter=clutter)
-    for i, image in enumerate(_imap(job, list(enumerate(labels.tolist())), workers, False, "pretrain set")):
+    for i, image in enumerate(imap_tasks(job, list(enumerate(labels.tolist())), workers, False, "pretrain set")):
         images[i] = image
     return images, labels
 

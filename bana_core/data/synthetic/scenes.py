@@ -9,9 +9,9 @@ import numpy as np
 from scipy import ndimage
 
 from ...classes import VOC_CLASS_TO_INDEX
-from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS
-from .shapes import _cap
-from .textures import FAMILIES, _fourier_noise, _hsv, _pattern, render_background
+from .catalogue import CLASS_SPECS, UNSEEN_SPECS, VOC_SPECS, ClassSpec
+from .shapes import capsule
+from .textures import FAMILIES, fourier_noise, hsv, render_background
 
 
 # Scenes let up to 60 % of an object's half-extent leave the image (VOC objects are often cut by
@@ -62,7 +62,7 @@ TRAITS = ("camouflage", "soft_edges", "holes", "thin_parts")
 
 
 @dataclass
-class _Placed:
+class Placed:
     spec: int                 # index into CLASS_SPECS
     ys: slice
     xs: slice
@@ -73,9 +73,9 @@ class _Placed:
     traits: tuple[str, ...] = ()
 
 
-def _place(rng: np.random.Generator, spec_index: int, h: int, w: int, *, area: float,
+def place_object(rng: np.random.Generator, spec_index: int, h: int, w: int, *, area: float,
            centre: tuple[float, float] | None = None, inside: float = 0.6,
-           world: World | None = None) -> _Placed | None:
+           world: World | None = None) -> Placed | None:
     """Rasterise one object of the given box-area fraction (None if it falls outside the image).
 
     Without a ``centre``, at least ``inside`` of each half-extent stays in the image.
@@ -119,7 +119,7 @@ def _place(rng: np.random.Generator, spec_index: int, h: int, w: int, *, area: f
         if rng.random() < world.thin_parts:
             _add_thin_parts(rng, mask, dx, dy)
             traits.append("thin_parts")
-    return _Placed(spec_index, slice(y0, y1), slice(x0, x1), u, v, mask, traits=tuple(traits))
+    return Placed(spec_index, slice(y0, y1), slice(x0, x1), u, v, mask, traits=tuple(traits))
 
 
 def _cut_holes(rng: np.random.Generator, mask: np.ndarray, half: float) -> bool:
@@ -155,10 +155,38 @@ def _add_thin_parts(rng: np.random.Generator, mask: np.ndarray, dx: np.ndarray, 
             angle = math.atan2(py - centre_y, px - centre_x) + rng.uniform(-0.6, 0.6)
             length = rng.uniform(0.2, 0.5) * half_extent
             ex, ey = px + length * math.cos(angle), py + length * math.sin(angle)
-        mask |= _cap(dx, dy, px, py, ex, ey, rng.uniform(0.6, 0.9))  # >= 0.6: 8-connected at any angle
+        mask |= capsule(dx, dy, px, py, ex, ey, rng.uniform(0.6, 0.9))  # >= 0.6: 8-connected at any angle
 
 
-def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.ndarray, *,
+def _pattern(rng: np.random.Generator, spec: ClassSpec, u, v) -> np.ndarray:
+    """Mixing weight in [0, 1] between the class's two colours, attached to the object frame."""
+    p = spec.period * rng.uniform(0.75, 1.3)
+    kind = spec.pattern
+    if kind == "solid":
+        return np.zeros_like(u)
+    if kind == "stripes":
+        t = np.deg2rad(spec.angle + rng.uniform(-20, 20))
+        return (np.sin(2 * np.pi * (u * np.cos(t) + v * np.sin(t)) / p + rng.uniform(0, 2 * np.pi)) > 0).astype(float)
+    if kind == "spots":
+        return (fourier_noise(rng, u, v, p) > 0.7).astype(float)
+    if kind == "checker":
+        return ((np.floor(u / p) + np.floor(v / p)) % 2).astype(float)
+    if kind == "noise":
+        return np.clip(0.5 + 0.35 * fourier_noise(rng, u, v, p), 0, 1)
+    if kind == "gradient":
+        return np.clip((v + 1) / 2 + 0.1 * fourier_noise(rng, u, v, 0.5), 0, 1)
+    if kind == "dial":  # dark rim and two hands on a light face
+        t = rng.uniform(0, 2 * np.pi, 2)
+        hands = [np.abs(u * np.sin(a) - v * np.cos(a)) < 0.06 for a in t]
+        along = [(u * np.cos(a) + v * np.sin(a)) for a in t]
+        face = (hands[0] & (along[0] > -0.05) & (along[0] < 0.7)) | (hands[1] & (along[1] > -0.05) & (along[1] < 0.5))
+        return ((np.hypot(u, v) > p) | face).astype(float)
+    if kind == "split":
+        return (v > p + rng.uniform(-0.1, 0.1)).astype(float)
+    raise ValueError(f"unknown pattern {kind!r}")
+
+
+def paint_object(rng: np.random.Generator, img: np.ndarray, obj: Placed, visible: np.ndarray, *,
            camouflage: bool = False, soft: bool = False) -> None:
     """Colour an object's visible pixels (class colours + pattern + shading) into img.
 
@@ -169,14 +197,14 @@ def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placed, visible: np.
     spec = CLASS_SPECS[obj.spec]
     hue = spec.hue + rng.uniform(-spec.hue_jitter, spec.hue_jitter)
     sat = spec.sat + rng.uniform(-0.12, 0.12)
-    c1 = _hsv(hue, sat, spec.val + rng.uniform(-0.12, 0.12))
-    c2 = _hsv(hue + spec.hue2 + rng.uniform(-10, 10), (spec.sat2 if spec.sat2 is not None else sat),
+    c1 = hsv(hue, sat, spec.val + rng.uniform(-0.12, 0.12))
+    c2 = hsv(hue + spec.hue2 + rng.uniform(-10, 10), (spec.sat2 if spec.sat2 is not None else sat),
               spec.val2 + rng.uniform(-0.1, 0.1))
     t = _pattern(rng, spec, obj.u, obj.v)[..., None]
     colour = c1 * (1 - t) + c2 * t
     light = rng.uniform(0, 2 * np.pi)
     shade = 1.0 + 0.15 * (np.cos(light) * obj.u + np.sin(light) * obj.v) / (1 + np.abs(obj.u).max())
-    colour = colour * shade[..., None] + 6 * _fourier_noise(rng, obj.u, obj.v, 0.4)[..., None]
+    colour = colour * shade[..., None] + 6 * fourier_noise(rng, obj.u, obj.v, 0.4)[..., None]
     h, w = img.shape[:2]
     if camouflage:
         oy, ox = rng.integers(3, 9, 2) * rng.choice([-1, 1], 2)
@@ -214,7 +242,7 @@ class Scene:
     traits: list[tuple[str, ...]] = field(default_factory=list)  # per instance, a subset of TRAITS
 
 
-def _occlusion(objs: list[_Placed], h: int, w: int) -> np.ndarray:
+def _occlusion(objs: list[Placed], h: int, w: int) -> np.ndarray:
     inst = np.zeros((h, w), dtype=np.int32)
     for k, o in enumerate(objs):  # later objects on top
         inst[o.ys, o.xs][o.mask] = k + 1
@@ -224,12 +252,12 @@ def _occlusion(objs: list[_Placed], h: int, w: int) -> np.ndarray:
 def _compose(rng: np.random.Generator, h: int, w: int, wanted: list[tuple[int, float, int]],
              crowd_centre: tuple[float, float] | None, forced: int | None, world: World) -> Scene | None:
     """Place, occlude, drop barely visible objects, paint. None if the forced class got lost."""
-    objs: list[_Placed] = []
+    objs: list[Placed] = []
     for spec_index, area, group in wanted:
         centre = None
         if group >= 0 and crowd_centre is not None:
             centre = (crowd_centre[0] + rng.normal(0, 0.08 * w), crowd_centre[1] + rng.normal(0, 0.05 * h))
-        o = _place(rng, spec_index, h, w, area=area * world.object_scale, centre=centre, inside=_SCENE_INSIDE,
+        o = place_object(rng, spec_index, h, w, area=area * world.object_scale, centre=centre, inside=_SCENE_INSIDE,
                    world=world)
         if o is not None:
             o.group = group
@@ -257,7 +285,7 @@ def _compose(rng: np.random.Generator, h: int, w: int, wanted: list[tuple[int, f
     traits = []
     for k, o in enumerate(objs):
         camouflage, soft = rng.random() < world.camouflage, rng.random() < world.soft_edges
-        _paint(rng, img, o, inst[o.ys, o.xs] == k + 1, camouflage=camouflage, soft=soft)
+        paint_object(rng, img, o, inst[o.ys, o.xs] == k + 1, camouflage=camouflage, soft=soft)
         traits.append(o.traits + ("camouflage",) * camouflage + ("soft_edges",) * soft)
     img = img + rng.normal(0, 3.0, img.shape)  # sensor noise
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -305,19 +333,19 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int], *, coco: bool 
     raise RuntimeError("could not compose a scene (image too small?)")  # pragma: no cover
 
 
-def _image_size(rng: np.random.Generator, size: tuple[int, int]) -> tuple[int, int]:
+def jitter_image_size(rng: np.random.Generator, size: tuple[int, int]) -> tuple[int, int]:
     """VOC-like size jitter: +-15 % per side, and some portrait images."""
     w, h = (max(16, int(round(s * rng.uniform(0.85, 1.15)))) for s in size)
     return (h, w) if rng.random() < 0.15 else (w, h)
 
 
-def _boxes(inst: np.ndarray, n: int) -> np.ndarray:
+def instance_boxes(inst: np.ndarray, n: int) -> np.ndarray:
     """Tight half-open boxes (x1, y1, x2, y2) of instance ids 1..n."""
     objs = ndimage.find_objects(inst, max_label=n)
     return np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in objs], dtype=np.int64).reshape(-1, 4)
 
 
-def _image_mask(obj: _Placed, h: int, w: int) -> np.ndarray:
+def placed_mask(obj: Placed, h: int, w: int) -> np.ndarray:
     """The object's (unoccluded) mask in image coordinates."""
     mask = np.zeros((h, w), dtype=bool)
     mask[obj.ys, obj.xs] = obj.mask

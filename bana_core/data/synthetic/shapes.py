@@ -18,7 +18,7 @@ def _ell(u, v, cx, cy, rx, ry):
     return ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 <= 1.0
 
 
-def _cap(u, v, x0, y0, x1, y1, w):
+def capsule(u, v, x0, y0, x1, y1, w):
     """Capsule: points within w of the segment (x0, y0)-(x1, y1): legs, masts, handles."""
     dx, dy = x1 - x0, y1 - y0
     t = np.clip(((u - x0) * dx + (v - y0) * dy) / max(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
@@ -58,13 +58,13 @@ def _union(*masks):
 
 
 def _legs(u, v, a, xs, top, bottom, w, j):
-    return _union(*[_cap(u, v, x * a, top, x * a + j(0.06) * a, bottom, w) for x in xs])
+    return _union(*[capsule(u, v, x * a, top, x * a + j(0.06) * a, bottom, w) for x in xs])
 
 
 def _aeroplane(u, v, a, j):
     s = j(0.08)
     return _union(
-        _cap(u, v, -0.9 * a, 0.1, 0.8 * a, 0.1, 0.22),
+        capsule(u, v, -0.9 * a, 0.1, 0.8 * a, 0.1, 0.22),
         _ell(u, v, 0.8 * a, 0.12, 0.2 * a, 0.2),
         _poly(u, v, [(-0.2 * a, 0.05), (0.22 * a, 0.05), (0.0 * a + s, 0.8), (-0.4 * a + s, 0.8)]),
         _poly(u, v, [(-0.15 * a, 0.0), (0.15 * a, 0.0), (-0.2 * a + s, -0.45), (-0.45 * a + s, -0.45)]),
@@ -80,11 +80,11 @@ def _bicycle(u, v, a, j):
     wheels = [_ell(u, v, x, hy, r, r) & ~_ell(u, v, x, hy, r - 0.1, r - 0.1) for x in (rx, fx)]
     hubs = [_ell(u, v, x, hy, 0.08, 0.08) for x in (rx, fx)]
     frame = [
-        _cap(u, v, rx, hy, cx, hy + 0.05, w), _cap(u, v, rx, hy, sx, -0.45, w),
-        _cap(u, v, sx, -0.45, cx, hy + 0.05, w), _cap(u, v, cx, hy + 0.05, hx, -0.5, w),
-        _cap(u, v, sx, -0.45, hx, -0.5, w), _cap(u, v, hx, -0.5, fx, hy, w),
-        _cap(u, v, sx, -0.45, sx - 0.05, -0.72, w), _ell(u, v, sx - 0.05, -0.76, 0.16, 0.07),
-        _cap(u, v, hx, -0.5, hx + 0.02, -0.8, w), _cap(u, v, hx - 0.12, -0.82, hx + 0.18, -0.86, w),
+        capsule(u, v, rx, hy, cx, hy + 0.05, w), capsule(u, v, rx, hy, sx, -0.45, w),
+        capsule(u, v, sx, -0.45, cx, hy + 0.05, w), capsule(u, v, cx, hy + 0.05, hx, -0.5, w),
+        capsule(u, v, sx, -0.45, hx, -0.5, w), capsule(u, v, hx, -0.5, fx, hy, w),
+        capsule(u, v, sx, -0.45, sx - 0.05, -0.72, w), _ell(u, v, sx - 0.05, -0.76, 0.16, 0.07),
+        capsule(u, v, hx, -0.5, hx + 0.02, -0.8, w), capsule(u, v, hx - 0.12, -0.82, hx + 0.18, -0.86, w),
     ]
     return _union(*wheels, *hubs, *frame)
 
@@ -105,7 +105,7 @@ def _boat(u, v, a, j):
     m = -0.05 * a + j(0.1) * a
     parts = [
         _poly(u, v, [(-a, 0.45), (a, 0.45), (0.72 * a, 0.97), (-0.75 * a, 0.97)]),
-        _cap(u, v, m, 0.45, m, -0.95, 0.045),
+        capsule(u, v, m, 0.45, m, -0.95, 0.045),
         _poly(u, v, [(m + 0.03, -0.9), (m + 0.03, 0.38), (m + 0.62 * a, 0.38)]),
     ]
     if j(1.0) > 0:
@@ -150,7 +150,7 @@ def _cat(u, v, a, j):
         _ell(u, v, hx, -0.45, 0.32, 0.3),
         _poly(u, v, [(hx - 0.3, -0.55), (hx - 0.08, -0.65), (hx - 0.25, -1.0)]),
         _poly(u, v, [(hx + 0.3, -0.55), (hx + 0.08, -0.65), (hx + 0.25, -1.0)]),
-        _cap(u, v, -0.55 * a, 0.85, -0.92 * a, 0.1 + j(0.2), 0.06),
+        capsule(u, v, -0.55 * a, 0.85, -0.92 * a, 0.1 + j(0.2), 0.06),
     )
 
 
@@ -171,10 +171,10 @@ def _cow(u, v, a, j):
     return _union(
         _ell(u, v, -0.08 * a, -0.1, 0.62 * a, 0.42 + j(0.04)),
         _ell(u, v, hx, -0.4, 0.2 * a, 0.24),
-        _cap(u, v, 0.42 * a, -0.2, hx, -0.38, 0.18),
+        capsule(u, v, 0.42 * a, -0.2, hx, -0.38, 0.18),
         _legs(u, v, a, (-0.55, -0.4, 0.3, 0.45), 0.15, 0.98, 0.075, j),
-        _cap(u, v, -0.68 * a, -0.25, -0.76 * a, 0.45, 0.03),
-        _cap(u, v, hx - 0.05, -0.6, hx - 0.12, -0.78, 0.03), _cap(u, v, hx + 0.05, -0.6, hx + 0.12, -0.78, 0.03),
+        capsule(u, v, -0.68 * a, -0.25, -0.76 * a, 0.45, 0.03),
+        capsule(u, v, hx - 0.05, -0.6, hx - 0.12, -0.78, 0.03), capsule(u, v, hx + 0.05, -0.6, hx + 0.12, -0.78, 0.03),
     )
 
 
@@ -196,17 +196,17 @@ def _dog(u, v, a, j):
         _ell(u, v, hx + 0.15 * a, -0.35, 0.15 * a, 0.12),
         _ell(u, v, hx - 0.12 * a, -0.35, 0.07 * a, 0.25),
         _legs(u, v, a, (-0.45, -0.3, 0.28, 0.42), 0.15, 1.0, 0.09, j),
-        _cap(u, v, -0.55 * a, -0.15, -0.92 * a, -0.7 + j(0.2), 0.05),
+        capsule(u, v, -0.55 * a, -0.15, -0.92 * a, -0.7 + j(0.2), 0.05),
     )
 
 
 def _horse(u, v, a, j):
     return _union(
         _ell(u, v, -0.1 * a, -0.1, 0.55 * a, 0.36),
-        _cap(u, v, 0.3 * a, -0.2, 0.6 * a, -0.75, 0.18),
-        _cap(u, v, 0.6 * a, -0.82, 0.88 * a, -0.55 + j(0.1), 0.13),
+        capsule(u, v, 0.3 * a, -0.2, 0.6 * a, -0.75, 0.18),
+        capsule(u, v, 0.6 * a, -0.82, 0.88 * a, -0.55 + j(0.1), 0.13),
         _legs(u, v, a, (-0.48, -0.35, 0.22, 0.32), 0.1, 1.0, 0.085, j),
-        _cap(u, v, -0.58 * a, -0.2, -0.75 * a, 0.45, 0.07),
+        capsule(u, v, -0.58 * a, -0.2, -0.75 * a, 0.45, 0.07),
     )
 
 
@@ -217,8 +217,8 @@ def _motorbike(u, v, a, j):
         _ell(u, v, -wx, wy, r, r), _ell(u, v, wx, wy, r, r),
         _poly(u, v, [(-0.45 * a, 0.25), (0.35 * a, 0.15), (0.25 * a, -0.35), (-0.3 * a, -0.3)]),
         _ell(u, v, -0.3 * a, -0.42, 0.35 * a, 0.1),
-        _cap(u, v, wx, wy, 0.4 * a, -0.7, 0.06),
-        _cap(u, v, 0.3 * a, -0.8 + j(0.05), 0.55 * a, -0.75, 0.05),
+        capsule(u, v, wx, wy, 0.4 * a, -0.7, 0.06),
+        capsule(u, v, 0.3 * a, -0.8 + j(0.05), 0.55 * a, -0.75, 0.05),
         _ell(u, v, 0.0, 0.25, 0.22 * a, 0.25),
     )
 
@@ -228,10 +228,10 @@ def _person(u, v, a, j):
         _ell(u, v, 0.0, -0.83, 0.16, 0.16),
         _box(u, v, -0.06, -0.72, 0.06, -0.6),
         _box(u, v, -0.6 * a, -0.66, 0.6 * a, 0.15, 0.1 * a),
-        _cap(u, v, -0.55 * a, -0.58, -0.85 * a + j(0.12) * a, 0.1 + j(0.1), 0.065),
-        _cap(u, v, 0.55 * a, -0.58, 0.85 * a + j(0.12) * a, 0.1 + j(0.1), 0.065),
-        _cap(u, v, -0.25 * a, 0.1, -0.4 * a + j(0.2) * a, 0.98, 0.095),
-        _cap(u, v, 0.25 * a, 0.1, 0.4 * a + j(0.2) * a, 0.98, 0.095),
+        capsule(u, v, -0.55 * a, -0.58, -0.85 * a + j(0.12) * a, 0.1 + j(0.1), 0.065),
+        capsule(u, v, 0.55 * a, -0.58, 0.85 * a + j(0.12) * a, 0.1 + j(0.1), 0.065),
+        capsule(u, v, -0.25 * a, 0.1, -0.4 * a + j(0.2) * a, 0.98, 0.095),
+        capsule(u, v, 0.25 * a, 0.1, 0.4 * a + j(0.2) * a, 0.98, 0.095),
     )
 
 
@@ -239,7 +239,7 @@ def _pottedplant(u, v, a, j):
     lobes, phase, depth = int(5 + abs(j(3.0))), j(math.pi), 0.22 + j(0.08)
     return _union(
         _poly(u, v, [(-0.55 * a, 0.38), (0.55 * a, 0.38), (0.4 * a, 1.0), (-0.4 * a, 1.0)]),
-        _cap(u, v, 0.0, 0.38, 0.0, -0.1, 0.05),
+        capsule(u, v, 0.0, 0.38, 0.0, -0.1, 0.05),
         _polar(u, v, 0.0, -0.32, a, 0.68, lambda t: (1 - depth) + depth * np.cos(lobes * t + phase)),
     )
 
@@ -285,7 +285,7 @@ def _tvmonitor(u, v, a, j):
 def _giraffe(u, v, a, j):
     return _union(
         _ell(u, v, -0.15 * a, 0.05, 0.55 * a, 0.22),
-        _cap(u, v, 0.25 * a, -0.05, 0.6 * a, -0.85, 0.1),
+        capsule(u, v, 0.25 * a, -0.05, 0.6 * a, -0.85, 0.1),
         _ell(u, v, 0.72 * a, -0.88, 0.26 * a, 0.1),
         _legs(u, v, a, (-0.55, -0.4, 0.1, 0.25), 0.15, 1.0, 0.05, j),
     )
@@ -295,8 +295,8 @@ def _kite(u, v, a, j):
     w = 0.4 * a + j(0.1) * a
     return _union(
         _poly(u, v, [(0.0, -1.0), (a, -0.45), (0.0, 0.3), (-a, -0.45)]),
-        _cap(u, v, 0.0, 0.3, w, 0.55, 0.025), _cap(u, v, w, 0.55, -w, 0.78, 0.025),
-        _cap(u, v, -w, 0.78, 0.0, 1.0, 0.025),
+        capsule(u, v, 0.0, 0.3, w, 0.55, 0.025), capsule(u, v, w, 0.55, -w, 0.78, 0.025),
+        capsule(u, v, -w, 0.78, 0.0, 1.0, 0.025),
         _poly(u, v, [(w - 0.1, 0.45), (w + 0.1, 0.45), (w, 0.55)]),
     )
 
@@ -310,17 +310,48 @@ def _umbrella(u, v, a, j):
     scallops = _union(*[_ell(u, v, x, -0.1, a / 4, 0.12) for x in (-0.75 * a, -0.25 * a, 0.25 * a, 0.75 * a)])
     return _union(
         canopy & ~scallops,
-        _cap(u, v, 0.0, -0.2, 0.0, 0.85, 0.045),
-        _cap(u, v, 0.0, 0.85, 0.12, 0.98, 0.045), _cap(u, v, 0.12, 0.98, 0.22, 0.85, 0.045),
+        capsule(u, v, 0.0, -0.2, 0.0, 0.85, 0.045),
+        capsule(u, v, 0.0, 0.85, 0.12, 0.98, 0.045), capsule(u, v, 0.12, 0.98, 0.22, 0.85, 0.045),
     )
 
 
 def _banana(u, v, a, j):
     t = 0.45 + j(0.08)
-    return (_ell(u, v, 0.0, -0.4, a, 1.4) & ~_ell(u, v, 0.0, -0.4 - t, 0.92 * a, 1.4)) | _cap(
+    return (_ell(u, v, 0.0, -0.4, a, 1.4) & ~_ell(u, v, 0.0, -0.4 - t, 0.92 * a, 1.4)) | capsule(
         u, v, -a + 0.1, 0.2, -a + 0.05, -0.05, 0.06)
 
 
 def _donut(u, v, a, j):
     hole = 0.32 + j(0.06)
     return _ell(u, v, 0.0, 0.0, a, 1.0) & ~_ell(u, v, 0.0, 0.0, hole * a, hole)
+
+
+# Each class's shape by class name (catalogue.CLASS_SPECS reads it).
+SHAPES: dict[str, Callable] = {
+    "aeroplane": _aeroplane,
+    "bicycle": _bicycle,
+    "bird": _bird,
+    "boat": _boat,
+    "bottle": _bottle,
+    "bus": _bus,
+    "car": _car,
+    "cat": _cat,
+    "chair": _chair,
+    "cow": _cow,
+    "diningtable": _diningtable,
+    "dog": _dog,
+    "horse": _horse,
+    "motorbike": _motorbike,
+    "person": _person,
+    "pottedplant": _pottedplant,
+    "sheep": _sheep,
+    "sofa": _sofa,
+    "train": _train,
+    "tvmonitor": _tvmonitor,
+    "giraffe": _giraffe,
+    "kite": _kite,
+    "clock": _clock,
+    "umbrella": _umbrella,
+    "banana": _banana,
+    "donut": _donut,
+}

@@ -15,7 +15,7 @@ from scipy import ndimage
 JPEG_QUALITY = 90
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: bana_core.data.synthetic"
 
-def _save_jpeg(path: Path, image: np.ndarray, gray: bool = False) -> None:
+def save_jpeg(path: Path, image: np.ndarray, gray: bool = False) -> None:
     img = Image.fromarray(image)
     if gray:
         img = img.convert("L")
@@ -45,7 +45,7 @@ def _cell(maps: list[np.ndarray]) -> np.ndarray:
     return cell
 
 
-def _write_sbd(ds: Path, image_id: str, cls: np.ndarray, inst: np.ndarray, inst_classes: list[int]) -> None:
+def write_sbd(ds: Path, image_id: str, cls: np.ndarray, inst: np.ndarray, inst_classes: list[int]) -> None:
     bnd = _boundaries(cls) & (cls > 0)
     present = sorted(set(inst_classes))
     _savemat(ds / "cls" / f"{image_id}.mat", {"GTcls": {
@@ -119,7 +119,7 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(x) for x in counts]}
 
 
-def _coco_annotation(mask: np.ndarray, category_id: int, crowd: bool) -> dict:
+def coco_annotation(mask: np.ndarray, category_id: int, crowd: bool) -> dict:
     from pycocotools import mask as mask_utils
 
     h, w = mask.shape

@@ -1,8 +1,9 @@
 """The world's method-independent statistics, against which it is calibrated
 (docs/synthetic_world.md): the box-fill baseline on val, objects per image, labels present in
-val, and the foreground share of val's labelled pixels (VOC 2012 val: about 25 %).
+val, and the foreground share of val's labelled pixels (VOC 2012 val: about 25 %). It lives
+above the data layer because it scores the world with ``evaluation.box_fill_miou``.
 
-    python -m bana_core.data.synthetic.calibrate config/config.yaml --seeds 0,1,2
+    python -m bana_core.world_calibration config/config.yaml --seeds 0,1,2
 
 renders ``dataset.synthetic`` of the config once per seed (into a temporary folder) and prints
 one JSON line per seed. Nothing here looks at the method's results, by design.
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...classes import IGNORE_INDEX
-from ...config import load_yaml
-from ...evaluation import box_fill_miou
-from ..voc import VocLayout, load_label, read_split
-from .dataset import synthesize
-from .scenes import World
+from .classes import IGNORE_INDEX
+from .config import load_yaml
+from .data.synthetic import World, synthesize
+from .data.voc import VocLayout, load_label, read_split
+from .evaluation import box_fill_miou
 
 _SIZES = ("image_size", "n_train", "n_val", "n_test", "n_sbd_only", "n_coco")
 
