@@ -2,7 +2,7 @@
 
 A tqdm bar is drawn only when stderr is a terminal: under Snakemake or SLURM stderr is a file,
 where a bar is noise. Independently, a plain log line (``logging``, so it reaches the rule's log
-through ``bana_core.workflow_utils.run_script``) reports the count done, the rate and the time
+through ``bana_core.script_runner.run_script``) reports the count done, the rate and the time
 left about every tenth of the work, so a job's log says where it is while it runs.
 """
 

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import settings
+from . import rule_params
 from .errors import ConfigError, DataError
 from .io import atomic_path, read_json, write_json
 
@@ -47,8 +47,8 @@ def weights_path(net: str) -> Path:
 
 def recipe(config: dict, net: str) -> dict:
     """What decides one pretrained backbone: the config keys its two rules read, seed, version."""
-    return {"pretrain_set": settings.pretrain_set(config), "pretrain": settings.pretrain(config),
-            "backbone": settings.pretrain_backbone(config, net), "seed": config["seed"],
+    return {"pretrain_set": rule_params.pretrain_set(config), "pretrain": rule_params.pretrain(config),
+            "backbone": rule_params.pretrain_backbone(config, net), "seed": config["seed"],
             "version": RECIPE_VERSION}
 
 
@@ -119,7 +119,7 @@ def rebuild(config: dict, out_dir: Path = SHIPPED_DIR, threads: int = 2) -> dict
     from .stage1 import pretrain_backbone
 
     torch.set_num_threads(threads)
-    set_cfg = settings.pretrain_set(config)
+    set_cfg = rule_params.pretrain_set(config)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_pretrain_set(tmp / "images.npz", set_cfg["n_per_class"], set_cfg["image_size"], seed=config["seed"],
@@ -128,8 +128,8 @@ def rebuild(config: dict, out_dir: Path = SHIPPED_DIR, threads: int = 2) -> dict
         for net in NETS:
             work = tmp / net
             work.mkdir()
-            summary = pretrain_backbone(net=net, cfg=settings.pretrain(config),
-                                        backbone_cfg=settings.pretrain_backbone(config, net),
+            summary = pretrain_backbone(net=net, cfg=rule_params.pretrain(config),
+                                        backbone_cfg=rule_params.pretrain_backbone(config, net),
                                         images_path=tmp / "images.npz", out=work / "backbone.pt", work_dir=work,
                                         device=torch.device("cpu"), seed=config["seed"])
             log.info("%s: %s", net, summary)

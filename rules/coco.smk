@@ -37,7 +37,7 @@ rule coco_pseudo_labels_shard:
     output:
         directory(f"{COCO_OUT}/shards/{{shard}}"),
     params:
-        cfg=settings.coco_shard(config),
+        cfg=rule_params.coco_shard(config),
         images=COCO_IMAGES,
         n_shards=N_COCO_SHARDS,
         max_images=config["coco"]["max_images"],

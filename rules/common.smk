@@ -1,17 +1,18 @@
 # Shared helpers: config validation, paths, experiment lists, code-version params.
+# Where a rule writes (R, RUN_DIR, TABLES) and how it takes part in seeds: docs/adding_a_rule.md.
 import functools
 import sys
 from pathlib import Path
 
 from bana_core import claims as claim_specs
-from bana_core import experiments, seeds, settings, shipped_weights, tables
+from bana_core import experiments, rule_params, seeds, shipped_weights, tables
+from bana_core.code_versions import code_version
 from bana_core.config import load_yaml, validate_config
 from bana_core.errors import ConfigError
 from bana_core.imagenet import imagenet_url, url_of_file as imagenet_url_of_file
 from bana_core.job_resources import check_overrides as check_resource_overrides
 from bana_core.job_resources import job_resources
 from bana_core.loss_registry import LOSSES
-from bana_core.workflow_utils import code_version
 
 # The files this run's config came from: --configfile, else the demo (see the Snakefile).
 CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
@@ -86,7 +87,7 @@ def voc_test_stamp():
 
 def script_code(name):
     """A rule's `code` param: content hash of the bana_core files workflow_scripts/<name>.py runs,
-    derived from its imports (bana_core.workflow_utils.code_version); tests check that `name`
+    derived from its imports (bana_core.code_versions.code_version); tests check that `name`
     is the rule's own script."""
     return code_version(Path(workflow.basedir) / "workflow_scripts" / f"{name}.py")
 

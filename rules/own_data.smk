@@ -31,7 +31,7 @@ rule own_train_classifier:
     output:
         f"{R}/classifier/model.pt",
     params:
-        stage1=settings.own_classifier(config),
+        stage1=rule_params.own_classifier(config),
         work_dir=lambda wc, output: str(Path(output[0]).parent),
         device=config["device"],
         seed=config["seed"],
@@ -56,7 +56,7 @@ rule own_masks_shard:
     output:
         directory(f"{OWN_SHARDS}/{{shard}}"),
     params:
-        stage2=settings.own_masks(config),
+        stage2=rule_params.own_masks(config),
         n_shards=N_OWN_SHARDS,
         device=config["device"],
         code=script_code("own_masks_shard"),

@@ -6,7 +6,7 @@ rule pretrain_set:
     output:
         f"{R}/pretrain/images.npz",
     params:
-        pretrain_set=lambda wc: settings.pretrain_set(config),
+        pretrain_set=lambda wc: rule_params.pretrain_set(config),
         seed=config["seed"],
         code=script_code("pretrain_set"),
     # Both cores: it is on stage 1's critical path, and when it ends both cores are free, so the
@@ -53,8 +53,8 @@ rule pretrain_backbone:
     output:
         f"{R}/pretrain/{{net}}/backbone.pt",
     params:
-        pretrain=lambda wc: settings.pretrain(config),  # only a job of this rule needs the block
-        backbone=lambda wc: settings.pretrain_backbone(config, wc.net),
+        pretrain=lambda wc: rule_params.pretrain(config),  # only a job of this rule needs the block
+        backbone=lambda wc: rule_params.pretrain_backbone(config, wc.net),
         work_dir=lambda wc: f"{R}/pretrain/{wc.net}",
         device=config["device"],
         seed=config["seed"],
@@ -84,7 +84,7 @@ rule train_classifier:
     output:
         f"{R}/classifiers/{{clf}}/model.pt",
     params:
-        stage1=settings.stage1_train(config),
+        stage1=rule_params.stage1_train(config),
         split=lambda wc: split_file(classifier_train_split(wc)),
         voc_root=VOC,
         work_dir=lambda wc: f"{R}/classifiers/{wc.clf}",

@@ -12,7 +12,7 @@ rule pseudo_labels_shard:
     output:
         directory(f"{PL}/shards/{{shard}}"),
     params:
-        stage2=settings.stage2_shard(config),
+        stage2=rule_params.stage2_shard(config),
         n_shards=N_SHARDS,
         split=lambda wc: split_file(wc.split),
         voc_root=VOC,

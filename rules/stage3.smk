@@ -14,7 +14,7 @@ rule train_segmenter:
         model=f"{SEG}/model.pt",
         log_csv=f"{SEG}/train_log.csv",  # rewritten in full from the checkpoint on a resume
     params:
-        stage3=lambda wc: settings.stage3_train(config, experiments.parse_segmenter(wc.model)),
+        stage3=lambda wc: rule_params.stage3_train(config, experiments.parse_segmenter(wc.model)),
         voc_root=VOC,
         work_dir=lambda wc: f"{R}/segmenters/{wc.model}",
         device=config["device"],

@@ -1,4 +1,4 @@
-"""bana_core.devices: device strings and the lock-file GPU allocator (faked device counts)."""
+"""bana_core.devices (device strings) and bana_core.gpu_lease (the lock-file GPU allocator, faked device counts)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bana_core.devices import GpuLockTimeout, acquire_gpu, default_lock_dir, resolve_device
+from bana_core.devices import resolve_device
 from bana_core.errors import ConfigError
+from bana_core.gpu_lease import GpuLockTimeout, acquire_gpu, default_lock_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,7 +169,7 @@ def test_release_is_idempotent_and_no_double_acquire(tmp_path):
 
 CHILD = """
 import os, sys
-from bana_core.devices import acquire_gpu
+from bana_core.gpu_lease import acquire_gpu
 lease = acquire_gpu(n_devices=1, lock_dir=sys.argv[1], timeout=10, poll=0.01)
 print(lease.acquire(), os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 line = sys.stdin.readline()
@@ -289,11 +290,11 @@ def test_bad_arguments(tmp_path):
         acquire_gpu(n_devices=1, lock_dir=tmp_path, poll=0)
 
 
-# -- job_gpu: what every GPU rule's job runs under (bana_core.workflow_utils.run_script) ---------
+# -- job_gpu: what every GPU rule's job runs under (bana_core.script_runner.run_script) ---------
 
 
 def test_job_gpu_leases_for_auto_and_spreads(monkeypatch, tmp_path, caplog):
-    from bana_core.workflow_utils import job_gpu
+    from bana_core.gpu_lease import job_gpu
 
     monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -311,7 +312,7 @@ def test_job_gpu_leases_for_auto_and_spreads(monkeypatch, tmp_path, caplog):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda:1", None])
 def test_job_gpu_takes_no_lease_for_cpu_or_a_pinned_device(monkeypatch, tmp_path, device):
-    from bana_core.workflow_utils import job_gpu
+    from bana_core.gpu_lease import job_gpu
 
     monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -323,7 +324,7 @@ def test_job_gpu_takes_no_lease_for_cpu_or_a_pinned_device(monkeypatch, tmp_path
 
 
 def test_job_gpu_under_slurm_uses_the_grant(monkeypatch, tmp_path, caplog):
-    from bana_core.workflow_utils import job_gpu
+    from bana_core.gpu_lease import job_gpu
 
     monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
@@ -335,7 +336,7 @@ def test_job_gpu_under_slurm_uses_the_grant(monkeypatch, tmp_path, caplog):
 
 
 def test_job_gpu_without_gpus_runs_on_cpu(monkeypatch, tmp_path, caplog):
-    from bana_core.workflow_utils import job_gpu
+    from bana_core.gpu_lease import job_gpu
 
     monkeypatch.setenv("BANA_GPU_LOCK_DIR", str(tmp_path))
     fake_cuda(monkeypatch, 0)

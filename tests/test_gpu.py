@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available() is false)")]
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="needs CUDA (torch.cuda.is_available() is false)")]
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -304,7 +305,7 @@ def test_stage3_training_steps_cpu_vs_cuda(cuda):
 
 _LEASE_SCRIPT = """
 import json, os
-from bana_core.workflow_utils import job_gpu
+from bana_core.gpu_lease import job_gpu
 from bana_core.devices import resolve_device
 before = os.environ.get("CUDA_VISIBLE_DEVICES")
 with job_gpu("cuda"):
@@ -318,7 +319,7 @@ print(json.dumps({"before": before, "inside": inside, "after": os.environ.get("C
 
 
 def _visible_entries() -> list[str]:
-    from bana_core.devices import _visible_entries as parse
+    from bana_core.gpu_lease import cuda_visible_entries as parse
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return parse(visible) if visible is not None else [str(i) for i in range(torch.cuda.device_count())]
@@ -338,7 +339,8 @@ def test_job_lease_runs_on_one_visible_device(tmp_path):
 
 
 def test_leases_cover_every_visible_device_once(tmp_path, monkeypatch):
-    from bana_core.devices import GpuLockTimeout, acquire_gpu, resolve_device
+    from bana_core.devices import resolve_device
+    from bana_core.gpu_lease import GpuLockTimeout, acquire_gpu
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)  # under SLURM a grant is used as is, unlocked
     env_before = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -1,7 +1,7 @@
 """Entry point of rule box_masks."""
 from bana_core.data.voc import VocLayout, read_split, write_box_masks
 from bana_core.io import write_json
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

@@ -2,9 +2,9 @@
 from pathlib import Path
 
 from bana_core.claims import claims_from_table_files
+from bana_core.script_runner import run_script
 from bana_core.seeds import per_seed_files
 from bana_core.tables import write_table
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

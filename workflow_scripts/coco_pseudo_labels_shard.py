@@ -5,9 +5,9 @@ from pathlib import Path
 from bana_core.data.coco import load_coco_index
 from bana_core.devices import resolve_device
 from bana_core.evaluation import shard_ids
+from bana_core.script_runner import run_script
 from bana_core.stage1 import classifier_from_weights
 from bana_core.voc_to_coco import generate_coco_shard, seen_summary, select_images
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

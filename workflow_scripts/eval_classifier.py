@@ -4,8 +4,8 @@ from pathlib import Path
 from bana_core.data.voc import read_split
 from bana_core.devices import resolve_device
 from bana_core.io import write_json
+from bana_core.script_runner import run_script
 from bana_core.stage1 import box_accuracy, classifier_from_weights
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from bana_core.evaluation import evaluate_split
 from bana_core.io import write_json
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

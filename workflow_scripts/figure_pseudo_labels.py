@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from bana_core.figures import pseudo_label_examples
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

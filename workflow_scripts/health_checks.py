@@ -3,8 +3,8 @@ from pathlib import Path
 
 from bana_core.experiments import parse_segmenter
 from bana_core.io import read_json
+from bana_core.script_runner import run_script
 from bana_core.tables import health_checks, write_table
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

@@ -4,8 +4,8 @@ from pathlib import Path
 from bana_core.errors import BanaError
 from bana_core.experiments import Experiments
 from bana_core.io import read_json
+from bana_core.script_runner import run_script
 from bana_core.tables import build_table, table_inputs, write_table
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

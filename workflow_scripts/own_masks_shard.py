@@ -5,8 +5,8 @@ from bana_core.data.own import OwnLayout
 from bana_core.devices import resolve_device
 from bana_core.evaluation import shard_ids
 from bana_core.own_masks import masks_shard
+from bana_core.script_runner import run_script
 from bana_core.stage1 import classifier_from_weights
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from bana_core.data.own import OwnLayout
 from bana_core.figures import mask_overlays
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

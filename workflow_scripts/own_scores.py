@@ -3,13 +3,14 @@ import logging
 from pathlib import Path
 
 from bana_core.own_masks import score_masks
+from bana_core.script_runner import run_script
 from bana_core.tables import write_table
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):
     df = score_masks([Path(p) for p in smk.input.shards], Path(smk.input.dataset), smk.params.label)
-    write_table(df, Path(smk.output.csv).with_suffix(""), title="Masks from your own boxes against the ground truth (%)")
+    title = "Masks from your own boxes against the ground truth (%)"
+    write_table(df, Path(smk.output.csv).with_suffix(""), title=title)
     logging.getLogger("bana").info("scores:\n%s", df.to_string())
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 from bana_core.data.voc import VocLayout, read_split
 from bana_core.devices import resolve_device
+from bana_core.script_runner import run_script
 from bana_core.stage3 import predict_split
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

@@ -3,7 +3,7 @@ import logging
 from pathlib import Path
 
 from bana_core.data.synthetic import write_pretrain_set
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from bana_core.errors import BanaError
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

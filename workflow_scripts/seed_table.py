@@ -1,9 +1,9 @@
 """Entry point of rule seed_table: one table over the config's seeds (mean, sd, n per cell)."""
 from pathlib import Path
 
+from bana_core.script_runner import run_script
 from bana_core.seeds import mean_sd_text, seed_table_from_files
 from bana_core.tables import write_table
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

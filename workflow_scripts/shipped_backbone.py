@@ -1,8 +1,8 @@
 """Entry point of rule shipped_backbone (demo, pretrain.weights: shipped)."""
 from pathlib import Path
 
+from bana_core.script_runner import run_script
 from bana_core.shipped_weights import install
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

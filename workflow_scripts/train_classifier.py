@@ -5,8 +5,8 @@ from bana_core.data.voc import read_split
 from bana_core.devices import resolve_device
 from bana_core.experiments import parse_classifier
 from bana_core.models.weights import resolve_pretrained
+from bana_core.script_runner import run_script
 from bana_core.stage1 import train_classifier
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

@@ -4,8 +4,8 @@ from pathlib import Path
 from bana_core.devices import resolve_device
 from bana_core.experiments import parse_segmenter
 from bana_core.models.weights import resolve_pretrained
+from bana_core.script_runner import run_script
 from bana_core.stage3 import train_segmenter
-from bana_core.workflow_utils import run_script
 
 
 def main(smk):

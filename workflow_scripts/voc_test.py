@@ -4,7 +4,7 @@ from pathlib import Path
 from bana_core.data.download import extract
 from bana_core.errors import ConfigError
 from bana_core.io import write_json
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 
 
 def main(smk):

@@ -335,6 +335,45 @@ def _log_skips(ann_path: Path, what: str, ids: np.ndarray, images: np.ndarray) -
     return ids[:100].tolist()
 
 
+def _usable_boxes(ann_path: Path, categories: list[tuple[int, str]], sizes: dict[int, tuple[int, int]],
+                  anns: dict) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[int, int]], dict]:
+    """Convert every annotation's box at once and keep the usable ones.
+
+    Returns the boxes (N x 5: x1, y1, x2, y2, label) sorted by (image id, annotation id), their
+    annotation ids, each image's slice of them, and the skipped annotations (counts, logged ids).
+    """
+    ann_ids, ann_img, ann_cat, bbox = anns["ids"], anns["img"], anns["cat"], anns["bbox"]
+    known_cats = np.asarray([cid for cid, _ in categories], dtype=np.int64)  # sorted
+    img_ids_arr = np.asarray(sorted(sizes), dtype=np.int64)
+    wh = np.asarray([sizes[i] for i in img_ids_arr], dtype=np.int64).reshape(-1, 2)
+    img_w = wh[np.searchsorted(img_ids_arr, ann_img), 0]
+    img_h = wh[np.searchsorted(img_ids_arr, ann_img), 1]
+    x1 = np.clip(np.floor(bbox[:, 0]), 0, img_w)
+    y1 = np.clip(np.floor(bbox[:, 1]), 0, img_h)
+    x2 = np.clip(np.ceil(bbox[:, 0] + bbox[:, 2]), 0, img_w)
+    y2 = np.clip(np.ceil(bbox[:, 1] + bbox[:, 3]), 0, img_h)
+    is_crowd = anns["crowd"]
+    degenerate = ~is_crowd & ~((x2 > x1) & (y2 > y1))
+    short = ~is_crowd & ~degenerate & anns["short_polygon"]
+    usable = ~is_crowd & ~degenerate & ~short
+    skips = {
+        "counts": {"n_crowd_annotations": int(is_crowd.sum()), "n_degenerate_boxes": int(degenerate.sum()),
+                   "n_short_polygons": int(short.sum())},
+        "ids": {"degenerate_boxes": _log_skips(ann_path, "its box is empty once clipped to the image",
+                                               ann_ids[degenerate], ann_img[degenerate]),
+                "short_polygons": _log_skips(ann_path, "a polygon of fewer than three points",
+                                             ann_ids[short], ann_img[short])},
+    }
+    keep = np.flatnonzero(usable)
+    order = keep[np.lexsort((ann_ids[keep], ann_img[keep]))]
+    boxes = np.stack([x1[order], y1[order], x2[order], y2[order],
+                      np.searchsorted(known_cats, ann_cat[order]) + 1.0],  # labels follow sorted ids
+                     axis=1).astype(np.int64).reshape(-1, 5)
+    uniq, starts, counts = np.unique(ann_img[order], return_index=True, return_counts=True)
+    slices = {int(i): (int(s), int(s + c)) for i, s, c in zip(uniq, starts, counts, strict=True)}
+    return boxes, ann_ids[order], slices, skips
+
+
 def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bool, strict_boxes: bool = False,
               require_segmentation: bool = True) -> CocoData:
     """Read a COCO instances JSON: categories, contiguous labels, usable images and their boxes.
@@ -362,39 +401,9 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
     anns = _read_annotations(chk, data["annotations"], sizes, {cid for cid, _ in categories},
                              strict_boxes=strict_boxes, require_segmentation=require_segmentation)
     del data  # the raw annotation dicts are the bulk of the memory
-    ann_ids, ann_img, ann_cat, bbox = anns["ids"], anns["img"], anns["cat"], anns["bbox"]
+    boxes, kept_ids, slices, skips = _usable_boxes(ann_path, categories, sizes, anns)
 
-    # Box conversion, all annotations at once.
-    known_cats = np.asarray([cid for cid, _ in categories], dtype=np.int64)  # sorted
-    img_ids_arr = np.asarray(sorted(files), dtype=np.int64)
-    wh = np.asarray([sizes[i] for i in img_ids_arr], dtype=np.int64).reshape(-1, 2)
-    img_w = wh[np.searchsorted(img_ids_arr, ann_img), 0]
-    img_h = wh[np.searchsorted(img_ids_arr, ann_img), 1]
-    x1 = np.clip(np.floor(bbox[:, 0]), 0, img_w)
-    y1 = np.clip(np.floor(bbox[:, 1]), 0, img_h)
-    x2 = np.clip(np.ceil(bbox[:, 0] + bbox[:, 2]), 0, img_w)
-    y2 = np.clip(np.ceil(bbox[:, 1] + bbox[:, 3]), 0, img_h)
-    is_crowd = anns["crowd"]
-    degenerate = ~is_crowd & ~((x2 > x1) & (y2 > y1))
-    short = ~is_crowd & ~degenerate & anns["short_polygon"]
-    usable = ~is_crowd & ~degenerate & ~short
-    skipped = {
-        "degenerate_boxes": _log_skips(ann_path, "its box is empty once clipped to the image",
-                                       ann_ids[degenerate], ann_img[degenerate]),
-        "short_polygons": _log_skips(ann_path, "a polygon of fewer than three points",
-                                     ann_ids[short], ann_img[short]),
-    }
-
-    keep = np.flatnonzero(usable)
-    order = keep[np.lexsort((ann_ids[keep], ann_img[keep]))]
-    boxes = np.stack([x1[order], y1[order], x2[order], y2[order],
-                      np.searchsorted(known_cats, ann_cat[order]) + 1.0],  # labels follow sorted ids
-                     axis=1).astype(np.int64).reshape(-1, 5)
-    kept_ids = ann_ids[order]
-    uniq, starts, counts = np.unique(ann_img[order], return_index=True, return_counts=True)
-    slices = {int(i): (int(s), int(s + c)) for i, s, c in zip(uniq, starts, counts, strict=True)}
-
-    with_boxes = [int(i) for i in uniq]
+    with_boxes = sorted(slices)
     n_gray = 0
     if drop_grayscale:
         gray = {i for i in with_boxes if _is_grayscale(image_dir / files[i])}
@@ -402,14 +411,12 @@ def load_coco(ann_path: str | Path, image_dir: str | Path, *, drop_grayscale: bo
         with_boxes = [i for i in with_boxes if i not in gray]
     summary = {
         "n_images_in_file": len(files),
-        "n_images_without_boxes": len(files) - len(uniq),
+        "n_images_without_boxes": len(files) - len(slices),
         "n_grayscale_dropped": n_gray,
         "n_images": len(with_boxes),
-        "n_crowd_annotations": int(is_crowd.sum()),
-        "n_degenerate_boxes": int(degenerate.sum()),
-        "n_short_polygons": int(short.sum()),
+        **skips["counts"],
         "n_boxes": int(sum(slices[i][1] - slices[i][0] for i in with_boxes)),
-        "skipped_annotation_ids": skipped,
+        "skipped_annotation_ids": skips["ids"],
     }
     log.info("COCO %s: %s", ann_path.name, {k: v for k, v in summary.items() if k != "skipped_annotation_ids"})
     return CocoData(ann_path=ann_path, image_dir=image_dir, categories=categories,

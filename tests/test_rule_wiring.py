@@ -1,4 +1,4 @@
-"""bana_core.workflow_utils and the rules' wiring, checked without running Snakemake."""
+"""The rules' wiring, bana_core.code_versions and bana_core.script_runner, checked without running Snakemake."""
 from __future__ import annotations
 
 import re
@@ -35,7 +35,7 @@ def test_run_script_leaves_torch_unloaded_for_jobs_without_it(tmp_path):
     # The CRF, scoring and table jobs never pay torch's import (about 1-2 s each).
     code = f"""
 import sys, types
-from bana_core.workflow_utils import run_script
+from bana_core.script_runner import run_script
 import bana_core.evaluation  # what crf_segmenter / eval_segmenter import
 smk = types.SimpleNamespace(log=[{str(tmp_path / 'job.log')!r}], threads=1, params=types.SimpleNamespace())
 def main(smk):
@@ -60,12 +60,12 @@ def test_each_rule_hashes_the_code_of_its_own_script():
 
 
 def test_script_modules_follow_imports_transitively():
-    from bana_core.workflow_utils import script_modules
+    from bana_core.code_versions import script_modules
 
     crf = set(script_modules(ROOT / "workflow_scripts" / "crf_segmenter.py"))
     # evaluation.crf_split reads images through data/voc, which itself uses classes and io.
     assert {"evaluation.py", "crf.py", "data/voc.py", "data/__init__.py", "classes.py", "io.py",
-            "workflow_utils.py", "__init__.py"} <= crf
+            "script_runner.py", "gpu_lease.py", "__init__.py"} <= crf
     assert not {"losses.py", "tables.py", "stage3.py"} & crf
     train = set(script_modules(ROOT / "workflow_scripts" / "train_segmenter.py"))
     assert {"stage3.py", "losses.py", "train.py", "models/deeplab.py", "models/__init__.py"} <= train
@@ -73,7 +73,7 @@ def test_script_modules_follow_imports_transitively():
 
 
 def test_script_modules_of_every_import_form(tmp_path):
-    from bana_core.workflow_utils import script_modules
+    from bana_core.code_versions import script_modules
 
     script = tmp_path / "script.py"
     script.write_text(
@@ -94,17 +94,17 @@ def test_script_modules_of_every_import_form(tmp_path):
 def test_code_version_changes_with_an_imported_file_only(tmp_path, monkeypatch):
     import shutil
 
-    from bana_core import workflow_utils
+    from bana_core import code_versions
 
     pkg = tmp_path / "bana_core"
     shutil.copytree(ROOT / "bana_core", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(workflow_utils, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(code_versions, "PACKAGE_DIR", pkg)
     script = ROOT / "workflow_scripts" / "crf_segmenter.py"
 
     def version():
-        workflow_utils.script_modules.cache_clear()
-        workflow_utils.code_version.cache_clear()
-        return workflow_utils.code_version(script)
+        code_versions.script_modules.cache_clear()
+        code_versions.code_version.cache_clear()
+        return code_versions.code_version(script)
 
     before = version()
     (pkg / "losses.py").write_text((pkg / "losses.py").read_text() + "\n# not imported by the CRF step\n")
