@@ -73,9 +73,9 @@ except ConfigError as _err:
 
 
 rule all:
+    default_target: True
     input:
         own_targets() if OWN_DATA else [all_targets(), f"{R}/report.html"],
-    default_target: True
 
 
 # Further seeds (config `seeds` after the first): this same workflow as a module per seed, with
@@ -88,8 +88,10 @@ for _seed in FURTHER_SEEDS:
 
     module:
         name: _seed_module
-        snakefile: "Snakefile"
-        config: seeds.seed_config(config, _seed)
+        snakefile:
+            "Snakefile"
+        config:
+            seeds.seed_config(config, _seed)
 
     use rule * from _seed_module exclude all, report as _seed_rules*
 

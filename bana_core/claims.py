@@ -99,7 +99,8 @@ CLAIMS: tuple[Claim, ...] = (
       for tag, labels, arch in (("a", "Ycrf", "V1"), ("b", "Yret", "V1"), ("c", "Ycrf", "V2"), ("d", "Yret", "V2"))),
     *(Claim(f"C5{tag}", f"Lwce > {name} (DeepLab-V1, after CRF)", "Table 7",
             _diff(T7, ("w/ Lwce", "after CRF"), (row, "after CRF")))
-      for tag, name, row in (("a", "baseline", "Baseline"), ("b", "entropy regularisation", "w/ Entropy Regularization"),
+      for tag, name, row in (("a", "baseline", "Baseline"),
+                           ("b", "entropy regularisation", "w/ Entropy Regularization"),
                              ("c", "bootstrapping", "w/ Bootstrapping"))),
     Claim("C6", "train grid 4 and generation grid 1 are the best cells", "Table 6", _grid_best),
     Claim("C7", "lambda 0.1 / damp 7 at or near (within 1 point) the best of Fig. 3", "Table 7, Fig. 3",
@@ -211,7 +212,8 @@ def read_our_table(path) -> pd.DataFrame:
     return df
 
 
-def claims_from_table_files(per_seed_files: Sequence[Mapping[str, str]], published: Mapping | None = None) -> pd.DataFrame:
+def claims_from_table_files(per_seed_files: Sequence[Mapping[str, str]],
+                            published: Mapping | None = None) -> pd.DataFrame:
     """The claims table from table CSVs: one {table name: csv path} mapping per seed."""
     per_seed = [{name: read_our_table(path) for name, path in files.items()} for files in per_seed_files]
     return claims_table(per_seed, published)

@@ -1,9 +1,10 @@
-"""Stage 2: pseudo labels (Y_crf, Y_ret) for a fixed shard of an image list, merge and score.
+"""Stage 2: pseudo labels (Y_crf, Y_ret) for a fixed shard of an image list, scored as they are made.
 
-A shard writes ``<shard dir>/{crf,ret}/<id>.png`` and ``meta.json`` (its ids and partial
-confusion matrices) into a temporary folder renamed into place when complete, so a shard is
-complete or absent. The merge step lists every image once in ``index.json`` and adds the
-confusion matrices into ``eval.json``.
+A shard writes ``<shard dir>/{crf,ret}/<id>.png`` and ``meta.json`` (its ids, its partial
+confusion matrices and u0's reach into the boxes) into a temporary folder renamed into place
+when complete, so a shard is complete or absent. The per-pixel method (BAP's u0, the DenseCRF
+of Y_crf, the retrieval of Y_ret) is ``bana_core.pseudo_labels``; merging the shards into
+``index.json`` and ``eval.json`` is ``bana_core.evaluation.merge_shards``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Stage 3: DeepLab-V1/V2 trained on the pseudo labels with NAL (or a rival loss); prediction
-with multi-scale + flip averaging; DenseCRF as its own step fed by the saved logits; scoring;
-the VOC evaluation-server archive of test predictions."""
+"""Stage 3: DeepLab-V1/V2 trained on the pseudo labels with NAL (or a rival loss, from
+``bana_core.loss_registry``), and prediction with multi-scale + flip averaging into saved logits.
+
+What follows prediction lives in ``bana_core.evaluation``: the DenseCRF as its own step fed by
+those logits (``crf_split``), scoring (``evaluate_split``) and the VOC evaluation-server archive
+of the test predictions (``archive_test_predictions``)."""
 
 from __future__ import annotations
 
@@ -69,7 +72,8 @@ def training_items(seg: Segmenter, voc_root: Path, labels: Path) -> list[tuple[s
     if seg.full_supervision:
         layout = VocLayout(Path(voc_root))
         return [(i, layout.label_path(i, aug=True), layout.label_path(i, aug=True)) for i in sorted(read_split(labels))]
-    return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(read_pseudo_label_index(labels).items())]
+    index = read_pseudo_label_index(labels)
+    return [(image_id, paths["crf"], paths["ret"]) for image_id, paths in sorted(index.items())]
 
 
 def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index: Path, pretrained: str | None,

@@ -72,7 +72,7 @@ def select_images(coco: CocoData, max_images: int | None) -> list[int]:
 
 def seen_summary(coco: CocoData) -> dict:
     seen = voc_seen_labels(coco)
-    names = {label: name for (cid, name), label in zip(coco.categories, range(1, len(coco.categories) + 1), strict=True)}
+    names = {label: name for label, (_cid, name) in enumerate(coco.categories, start=1)}
     return {"seen": sorted(names[lab] for lab in seen),
             "unseen": sorted(n for lab, n in names.items() if lab not in seen)}
 

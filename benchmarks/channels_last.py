@@ -34,7 +34,8 @@ def stage1_case(device):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(8, 3, 96, 96, generator=g)
     bg = (torch.rand(8, 96, 96, generator=g) > 0.5).float()
-    boxes = torch.tensor([[i, 10.0, 10.0, 60.0, 70.0] for i in range(8)] + [[i, 40.0, 30.0, 90.0, 90.0] for i in range(8)])
+    boxes = torch.tensor([[i, 10.0, 10.0, 60.0, 70.0] for i in range(8)]
+                         + [[i, 40.0, 30.0, 90.0, 90.0] for i in range(8)])
     labels = torch.randint(1, 21, (16,), generator=g)
     inputs = [t.to(device) for t in (images, bg, boxes, labels)]
 

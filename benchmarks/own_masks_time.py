@@ -60,7 +60,8 @@ def main() -> None:
                    n_sbd_only=0, n_coco=0, seed=0, progress=False)
         voc = tmp / "world" / "VOCdevkit" / "VOC2012"
         (voc / "ImageSets" / "Main").mkdir(parents=True)
-        (voc / "ImageSets" / "Main" / "all.txt").write_text((voc / "ImageSets" / "Segmentation" / "train.txt").read_text())
+        train_ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text()
+        (voc / "ImageSets" / "Main" / "all.txt").write_text(train_ids)
 
         t0 = time.perf_counter()
         write_own_dataset(read_voc_dataset(voc, "all"), tmp / "own", progress=False)

@@ -82,7 +82,8 @@ def main() -> None:
     crf = med["crf"]
     total = sum(med.values())
     print(f"image {W}x{H}, {len(BOXES)} boxes, {len(np.unique(BOXES[:, 4]))} classes, features "
-          f"{tuple(feats.shape)}, backbone on {device}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
+          f"{tuple(feats.shape)}, backbone on {device}, {torch.get_num_threads()} CPU threads, "
+          f"median of {args.repeats}")
     print(f"{'step':<12} {'ms':>9} {'/ crf':>7}")
     for k in steps:
         print(f"{k:<12} {1000 * med[k]:>9.1f} {med[k] / crf:>7.3f}")

@@ -12,18 +12,18 @@ rule coco_index:
         coco=coco_stamps(),
     output:
         f"{R}/coco/index.npz",
+    log:
+        f"{R}/logs/coco/index.log",
+    benchmark:
+        f"{R}/benchmarks/coco/index.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "coco_index", mem_mb=2000, runtime=30),
     params:
         annotations=COCO_ANNOTATIONS,
         images=COCO_IMAGES,
         drop_grayscale=config["dataset"]["coco_drop_grayscale"],
         code=script_code("coco_index"),
-    threads: 1
-    resources:
-        **job_resources(config, "coco_index", mem_mb=2000, runtime=30),
-    log:
-        f"{R}/logs/coco/index.log",
-    benchmark:
-        f"{R}/benchmarks/coco/index.tsv"
     script:
         "../workflow_scripts/coco_index.py"
 
@@ -36,6 +36,16 @@ rule coco_pseudo_labels_shard:
         coco=coco_stamps(),
     output:
         directory(f"{COCO_OUT}/shards/{{shard}}"),
+    log:
+        f"{R}/logs/coco/{{clf}}_{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/coco/{{clf}}_{{shard}}.tsv"
+    group:
+        "pseudo_shards"
+    threads: 1
+    resources:
+        **job_resources(config, "coco_pseudo_labels_shard", mem_mb=2000, runtime=30),
+        gpu=GPUS,
     params:
         cfg=rule_params.coco_shard(config),
         images=COCO_IMAGES,
@@ -43,16 +53,6 @@ rule coco_pseudo_labels_shard:
         max_images=config["coco"]["max_images"],
         device=config["device"],
         code=script_code("coco_pseudo_labels_shard"),
-    group:
-        "pseudo_shards"
-    threads: 1
-    resources:
-        **job_resources(config, "coco_pseudo_labels_shard", mem_mb=2000, runtime=30),
-        gpu=GPUS,
-    log:
-        f"{R}/logs/coco/{{clf}}_{{shard}}.log",
-    benchmark:
-        f"{R}/benchmarks/coco/{{clf}}_{{shard}}.tsv"
     script:
         "../workflow_scripts/coco_pseudo_labels_shard.py"
 
@@ -64,15 +64,15 @@ rule coco_eval:
         coco=coco_stamps(),
     output:
         f"{COCO_OUT}/eval.json",
-    params:
-        annotations=COCO_ANNOTATIONS,
-        code=script_code("coco_eval"),
-    threads: 1
-    resources:
-        **job_resources(config, "coco_eval", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/coco/{{clf}}_eval.log",
     benchmark:
         f"{R}/benchmarks/coco/{{clf}}_eval.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "coco_eval", mem_mb=2000, runtime=30),
+    params:
+        annotations=COCO_ANNOTATIONS,
+        code=script_code("coco_eval"),
     script:
         "../workflow_scripts/coco_eval.py"

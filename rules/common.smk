@@ -1,5 +1,5 @@
 # Shared helpers: config validation, paths, experiment lists, code-version params.
-# Where a rule writes (R, RUN_DIR, TABLES) and how it takes part in seeds: docs/adding_a_rule.md.
+# Paths for a new rule's outputs (R, RUN_DIR, TABLES) and how seeds work: docs/adding_a_rule.md.
 import functools
 import sys
 from pathlib import Path
@@ -174,14 +174,21 @@ def all_targets():
     training curve per segmenter the tables score, the test-set archives of the NAL segmenters
     when there are test images, and with several seeds the claim tables over seeds."""
     targets = [f"{TABLES}/{spec.name}.{ext}" for spec in tables.tables_of(EXP) for ext in ("csv", "md")]
-    targets += [f"{TABLES}/health_checks.csv", f"{TABLES}/claims.csv", f"{R}/figures/pseudo_labels.png",
-                f"{R}/figures/fig3_lambda_damp.png"]
+    targets += [
+        f"{TABLES}/health_checks.csv",
+        f"{TABLES}/claims.csv",
+        f"{R}/figures/pseudo_labels.png",
+        f"{R}/figures/fig3_lambda_damp.png",
+    ]
     targets += [f"{R}/figures/training/{m}.png" for m in tables.needed_segmenters(EXP)]
     if FURTHER_SEEDS:  # the claim tables over seeds (rules/tables.smk, seed_table)
         targets += [f"{TABLES}/seeds/{t}.{ext}" for t in CLAIM_TABLES for ext in ("csv", "md")]
     if EXP.test_images:  # real VOC test images need dataset.voc_test_archive
-        targets += [f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
-                    for (a, loss), m in EXP.table5_models().items() if LOSSES[loss].test]
+        targets += [
+            f"{R}/segmenters/{m}/{m}_comp6_test_cls.tar.gz"
+            for (a, loss), m in EXP.table5_models().items()
+            if LOSSES[loss].test
+        ]
     return targets
 
 

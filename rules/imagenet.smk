@@ -7,17 +7,17 @@ rule imagenet_weights:
     training jobs read the file and never need the network."""
     output:
         f"{IMAGENET_HUB}/checkpoints/{{weights_file}}",
-    params:
-        url=lambda wc: imagenet_url_of_file(wc.weights_file),
-        hub=lambda wc, output: str(Path(output[0]).parents[1]),
-        code=script_code("imagenet_weights"),
-    threads: 1
-    retries: 3
-    resources:
-        **job_resources(config, "imagenet_weights", mem_mb=1000, runtime=60),
     log:
         f"data/logs/imagenet_{{weights_file}}.log",
     benchmark:
         f"data/logs/imagenet_{{weights_file}}.benchmark.tsv"
+    retries: 3
+    threads: 1
+    resources:
+        **job_resources(config, "imagenet_weights", mem_mb=1000, runtime=60),
+    params:
+        url=lambda wc: imagenet_url_of_file(wc.weights_file),
+        hub=lambda wc, output: str(Path(output[0]).parents[1]),
+        code=script_code("imagenet_weights"),
     script:
         "../workflow_scripts/imagenet_weights.py"

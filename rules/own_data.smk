@@ -3,22 +3,23 @@
 # results/<run>/masks/, an overlay figure, and with ground truth a score table. Paths and helpers:
 # rules/common.smk (OWN, own_targets, ...).
 
+
 rule own_dataset:
     """Check the user's dataset (boxes, classes, images, lists) and write the internal layout."""
     input:
         own_source_files(),
     output:
         directory(OWN),
-    params:
-        local=OWN_LOCAL,
-        code=script_code("own_dataset"),
-    threads: 1
-    resources:
-        **job_resources(config, "own_dataset", mem_mb=2000, runtime=60),
     log:
         f"{DATA_LOGS}/own_dataset.log",
     benchmark:
         f"{DATA_LOGS}/own_dataset.benchmark.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "own_dataset", mem_mb=2000, runtime=60),
+    params:
+        local=OWN_LOCAL,
+        code=script_code("own_dataset"),
     script:
         "../workflow_scripts/own_dataset.py"
 
@@ -30,20 +31,20 @@ rule own_train_classifier:
         pretrained=own_pretrained(),
     output:
         f"{R}/classifier/model.pt",
+    log:
+        f"{R}/logs/own_train_classifier.log",
+    benchmark:
+        f"{R}/benchmarks/own_train_classifier.tsv"
+    threads: config["train_threads"]
+    resources:
+        **job_resources(config, "own_train_classifier", mem_mb=2000, runtime=60),
+        gpu=GPUS,
     params:
         stage1=rule_params.own_classifier(config),
         work_dir=lambda wc, output: str(Path(output[0]).parent),
         device=config["device"],
         seed=config["seed"],
         code=script_code("own_train_classifier"),
-    threads: config["train_threads"]
-    resources:
-        **job_resources(config, "own_train_classifier", mem_mb=2000, runtime=60),
-        gpu=GPUS,
-    log:
-        f"{R}/logs/own_train_classifier.log",
-    benchmark:
-        f"{R}/benchmarks/own_train_classifier.tsv"
     script:
         "../workflow_scripts/own_train_classifier.py"
 
@@ -55,21 +56,21 @@ rule own_masks_shard:
         dataset=OWN,
     output:
         directory(f"{OWN_SHARDS}/{{shard}}"),
-    params:
-        stage2=rule_params.own_masks(config),
-        n_shards=N_OWN_SHARDS,
-        device=config["device"],
-        code=script_code("own_masks_shard"),
+    log:
+        f"{R}/logs/masks/{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/masks/{{shard}}.tsv"
     group:
         "pseudo_shards"
     threads: 1
     resources:
         **job_resources(config, "own_masks_shard", mem_mb=2000, runtime=30),
         gpu=GPUS,
-    log:
-        f"{R}/logs/masks/{{shard}}.log",
-    benchmark:
-        f"{R}/benchmarks/masks/{{shard}}.tsv"
+    params:
+        stage2=rule_params.own_masks(config),
+        n_shards=N_OWN_SHARDS,
+        device=config["device"],
+        code=script_code("own_masks_shard"),
     script:
         "../workflow_scripts/own_masks_shard.py"
 
@@ -81,15 +82,15 @@ rule own_masks:
         dataset=OWN,
     output:
         directory(f"{R}/masks"),
-    params:
-        code=script_code("own_masks"),
-    threads: 1
-    resources:
-        **job_resources(config, "own_masks", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/masks/merge.log",
     benchmark:
         f"{R}/benchmarks/masks/merge.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "own_masks", mem_mb=1000, runtime=30),
+    params:
+        code=script_code("own_masks"),
     script:
         "../workflow_scripts/own_masks.py"
 
@@ -102,16 +103,16 @@ rule own_scores:
     output:
         csv=f"{TABLES}/own_masks.csv",
         md=f"{TABLES}/own_masks.md",
-    params:
-        label=config["stage2"]["masks"],
-        code=script_code("own_scores"),
-    threads: 1
-    resources:
-        **job_resources(config, "own_scores", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/masks/scores.log",
     benchmark:
         f"{R}/benchmarks/masks/scores.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "own_scores", mem_mb=2000, runtime=30),
+    params:
+        label=config["stage2"]["masks"],
+        code=script_code("own_scores"),
     script:
         "../workflow_scripts/own_scores.py"
 
@@ -123,15 +124,15 @@ rule own_overlay:
         dataset=OWN,
     output:
         f"{R}/figures/masks.png",
-    params:
-        n_images=config["stage2"]["figure_images"],
-        code=script_code("own_overlay"),
-    threads: 1
-    resources:
-        **job_resources(config, "own_overlay", mem_mb=1000, runtime=10),
     log:
         f"{R}/logs/masks/overlay.log",
     benchmark:
         f"{R}/benchmarks/masks/overlay.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "own_overlay", mem_mb=1000, runtime=10),
+    params:
+        n_images=config["stage2"]["figure_images"],
+        code=script_code("own_overlay"),
     script:
         "../workflow_scripts/own_overlay.py"

@@ -11,6 +11,16 @@ rule pseudo_labels_shard:
         split=lambda wc: split_input(wc.split),
     output:
         directory(f"{PL}/shards/{{shard}}"),
+    log:
+        f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.tsv"
+    group:
+        "pseudo_shards"
+    threads: 1
+    resources:
+        **job_resources(config, "pseudo_labels_shard", mem_mb=2000, runtime=30),
+        gpu=GPUS,
     params:
         stage2=rule_params.stage2_shard(config),
         n_shards=N_SHARDS,
@@ -18,16 +28,6 @@ rule pseudo_labels_shard:
         voc_root=VOC,
         device=config["device"],
         code=script_code("pseudo_labels_shard"),
-    group:
-        "pseudo_shards"
-    threads: 1
-    resources:
-        **job_resources(config, "pseudo_labels_shard", mem_mb=2000, runtime=30),
-        gpu=GPUS,
-    log:
-        f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.log",
-    benchmark:
-        f"{R}/benchmarks/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_{{shard}}.tsv"
     script:
         "../workflow_scripts/pseudo_labels_shard.py"
 
@@ -39,15 +39,15 @@ rule merge_pseudo_labels:
     output:
         index=f"{PL}/index.json",
         eval=f"{PL}/eval.json",
-    params:
-        code=script_code("merge_pseudo_labels"),
-    threads: 1
-    resources:
-        **job_resources(config, "merge_pseudo_labels", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.log",
     benchmark:
         f"{R}/benchmarks/pseudo_labels/{{clf}}_gen{{gen}}_{{split}}_{{variant}}_merge.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "merge_pseudo_labels", mem_mb=1000, runtime=30),
+    params:
+        code=script_code("merge_pseudo_labels"),
     script:
         "../workflow_scripts/merge_pseudo_labels.py"
 
@@ -58,18 +58,19 @@ rule figure_pseudo_labels:
         index=f"{R}/pseudo_labels/{EXP.table3_sets()['bap'].path}/index.json",
         dataset=voc_stamp(),
     output:
-        report(f"{R}/figures/pseudo_labels.png", category="Stage 2: pseudo labels",
-               caption="../report/pseudo_labels.rst"),
-    params:
-        voc_root=VOC,
-        n_images=config["stage2"]["figure_images"],
-        code=script_code("figure_pseudo_labels"),
-    threads: 1
-    resources:
-        **job_resources(config, "figure_pseudo_labels", mem_mb=1000, runtime=10),
+        report(
+            f"{R}/figures/pseudo_labels.png", category="Stage 2: pseudo labels", caption="../report/pseudo_labels.rst"
+        ),
     log:
         f"{R}/logs/figure_pseudo_labels.log",
     benchmark:
         f"{R}/benchmarks/figure_pseudo_labels.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "figure_pseudo_labels", mem_mb=1000, runtime=10),
+    params:
+        voc_root=VOC,
+        n_images=config["stage2"]["figure_images"],
+        code=script_code("figure_pseudo_labels"),
     script:
         "../workflow_scripts/figure_pseudo_labels.py"

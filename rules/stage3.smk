@@ -13,6 +13,14 @@ rule train_segmenter:
     output:
         model=f"{SEG}/model.pt",
         log_csv=f"{SEG}/train_log.csv",  # rewritten in full from the checkpoint on a resume
+    log:
+        f"{R}/logs/train_segmenter_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_segmenter_{{model}}.tsv"
+    threads: config["train_threads"]
+    resources:
+        **job_resources(config, "train_segmenter", mem_mb=2000, runtime=60),
+        gpu=GPUS,
     params:
         stage3=lambda wc: rule_params.stage3_train(config, experiments.parse_segmenter(wc.model)),
         voc_root=VOC,
@@ -20,14 +28,6 @@ rule train_segmenter:
         device=config["device"],
         seed=config["seed"],
         code=script_code("train_segmenter"),
-    threads: config["train_threads"]
-    resources:
-        **job_resources(config, "train_segmenter", mem_mb=2000, runtime=60),
-        gpu=GPUS,
-    log:
-        f"{R}/logs/train_segmenter_{{model}}.log",
-    benchmark:
-        f"{R}/benchmarks/train_segmenter_{{model}}.tsv"
     script:
         "../workflow_scripts/train_segmenter.py"
 
@@ -39,20 +39,20 @@ rule predict_segmenter:
         split=segmentation_split,
     output:
         directory(f"{SEG}/logits/{{segsplit}}"),
+    log:
+        f"{R}/logs/predict_{{model}}_{{segsplit}}.log",
+    benchmark:
+        f"{R}/benchmarks/predict_{{model}}_{{segsplit}}.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "predict_segmenter", mem_mb=2000, runtime=30),
+        gpu=GPUS,
     params:
         voc_root=VOC,
         scales=config["stage3"]["eval_scales"],
         flip=config["stage3"]["eval_flip"],
         device=config["device"],
         code=script_code("predict_segmenter"),
-    threads: 1
-    resources:
-        **job_resources(config, "predict_segmenter", mem_mb=2000, runtime=30),
-        gpu=GPUS,
-    log:
-        f"{R}/logs/predict_{{model}}_{{segsplit}}.log",
-    benchmark:
-        f"{R}/benchmarks/predict_{{model}}_{{segsplit}}.tsv"
     script:
         "../workflow_scripts/predict_segmenter.py"
 
@@ -64,17 +64,17 @@ rule crf_segmenter:
         dataset=segmentation_split,
     output:
         directory(f"{SEG}/pred/{{segsplit}}"),
-    params:
-        voc_root=VOC,
-        crf=lambda wc: config["stage3"]["arch"][experiments.parse_segmenter(wc.model).arch]["crf"],
-        code=script_code("crf_segmenter"),
-    threads: 1
-    resources:
-        **job_resources(config, "crf_segmenter", mem_mb=2000, runtime=30),
     log:
         f"{R}/logs/crf_{{model}}_{{segsplit}}.log",
     benchmark:
         f"{R}/benchmarks/crf_{{model}}_{{segsplit}}.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "crf_segmenter", mem_mb=2000, runtime=30),
+    params:
+        voc_root=VOC,
+        crf=lambda wc: config["stage3"]["arch"][experiments.parse_segmenter(wc.model).arch]["crf"],
+        code=script_code("crf_segmenter"),
     script:
         "../workflow_scripts/crf_segmenter.py"
 
@@ -86,16 +86,16 @@ rule eval_segmenter:
         dataset=segmentation_split,
     output:
         f"{SEG}/eval_{{segsplit}}.json",
-    params:
-        voc_root=VOC,
-        code=script_code("eval_segmenter"),
-    threads: 1
-    resources:
-        **job_resources(config, "eval_segmenter", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/eval_{{model}}_{{segsplit}}.log",
     benchmark:
         f"{R}/benchmarks/eval_segmenter_{{model}}_{{segsplit}}.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "eval_segmenter", mem_mb=1000, runtime=30),
+    params:
+        voc_root=VOC,
+        code=script_code("eval_segmenter"),
     script:
         "../workflow_scripts/eval_segmenter.py"
 
@@ -106,15 +106,15 @@ rule archive_test:
         f"{SEG}/pred/test",
     output:
         f"{SEG}/{{model}}_comp6_test_cls.tar.gz",
-    params:
-        code=script_code("archive_test"),
-    threads: 1
-    resources:
-        **job_resources(config, "archive_test", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/archive_test_{{model}}.log",
     benchmark:
         f"{R}/benchmarks/archive_test_{{model}}.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "archive_test", mem_mb=1000, runtime=30),
+    params:
+        code=script_code("archive_test"),
     script:
         "../workflow_scripts/archive_test.py"
 
@@ -124,16 +124,20 @@ rule training_curve:
     input:
         rules.train_segmenter.output.log_csv,
     output:
-        report(f"{R}/figures/training/{{model}}.png", category="Stage 3: segmentation",
-               subcategory="training curves", caption="../report/training_curve.rst"),
-    params:
-        code=script_code("training_curve"),
-    threads: 1
-    resources:
-        **job_resources(config, "training_curve", mem_mb=1000, runtime=30),
+        report(
+            f"{R}/figures/training/{{model}}.png",
+            category="Stage 3: segmentation",
+            subcategory="training curves",
+            caption="../report/training_curve.rst",
+        ),
     log:
         f"{R}/logs/training_curve_{{model}}.log",
     benchmark:
         f"{R}/benchmarks/training_curve_{{model}}.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "training_curve", mem_mb=1000, runtime=30),
+    params:
+        code=script_code("training_curve"),
     script:
         "../workflow_scripts/training_curve.py"

@@ -7,23 +7,24 @@ rule table:
     input:
         lambda wc: list(tables.table_inputs(wc.table, EXP, R).values()),
     output:
-        csv=report(f"{TABLES}/{{table}}.csv", category="Tables", caption="../report/table.rst",
-                   labels={"table": "{table}"}),
+        csv=report(
+            f"{TABLES}/{{table}}.csv", category="Tables", caption="../report/table.rst", labels={"table": "{table}"}
+        ),
         md=f"{TABLES}/{{table}}.md",
-    params:
-        experiments=experiments.experiment_settings(config),  # the job rebuilds EXP: keys need no params
-        title=lambda wc: tables.TABLE_SPECS[wc.table].caption,
-        published=lambda wc: paper_results(wc.table),
-        code=script_code("make_table"),
+    log:
+        f"{R}/logs/tables/{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/tables/{{table}}.tsv"
     wildcard_constraints:
         table="|".join(spec.name for spec in tables.tables_of(EXP)),
     threads: 1
     resources:
         **job_resources(config, "table", mem_mb=1000, runtime=30),
-    log:
-        f"{R}/logs/tables/{{table}}.log",
-    benchmark:
-        f"{R}/benchmarks/tables/{{table}}.tsv"
+    params:
+        experiments=experiments.experiment_settings(config),  # the job rebuilds EXP: keys need no params
+        title=lambda wc: tables.TABLE_SPECS[wc.table].caption,
+        published=lambda wc: paper_results(wc.table),
+        code=script_code("make_table"),
     script:
         "../workflow_scripts/make_table.py"
 
@@ -34,17 +35,17 @@ rule box_fill_baseline:
         split_input("val"),
     output:
         f"{R}/pseudo_labels/box_fill_val.json",
-    params:
-        split=split_file("val"),
-        voc_root=VOC,
-        code=script_code("box_fill_baseline"),
-    threads: 1
-    resources:
-        **job_resources(config, "box_fill_baseline", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/box_fill_baseline.log",
     benchmark:
         f"{R}/benchmarks/box_fill_baseline.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "box_fill_baseline", mem_mb=1000, runtime=30),
+    params:
+        split=split_file("val"),
+        voc_root=VOC,
+        code=script_code("box_fill_baseline"),
     script:
         "../workflow_scripts/box_fill_baseline.py"
 
@@ -57,19 +58,19 @@ rule stride_reference:
         split_input("val"),
     output:
         f"{R}/segmenters/stride_reference_val.json",
+    log:
+        f"{R}/logs/stride_reference.log",
+    benchmark:
+        f"{R}/benchmarks/stride_reference.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "stride_reference", mem_mb=1000, runtime=30),
     params:
         split=split_file("val"),
         voc_root=VOC,
         crf={arch: block["crf"] for arch, block in config["stage3"]["arch"].items()},
         temperature=config["stage3"]["temperature"],
         code=script_code("stride_reference"),
-    threads: 1
-    resources:
-        **job_resources(config, "stride_reference", mem_mb=1000, runtime=30),
-    log:
-        f"{R}/logs/stride_reference.log",
-    benchmark:
-        f"{R}/benchmarks/stride_reference.tsv"
     script:
         "../workflow_scripts/stride_reference.py"
 
@@ -84,20 +85,24 @@ rule health_checks:
         bap=pl_eval(EXP.table3_sets()["bap"]),
         segmenters=[f"{R}/{experiments.SegmenterEval(m).eval_file}" for m in EXP.table5_models().values()],
     output:
-        csv=report(f"{TABLES}/health_checks.csv", category="Tables", caption="../report/health_checks.rst",
-                   labels={"table": "health_checks"}),
+        csv=report(
+            f"{TABLES}/health_checks.csv",
+            category="Tables",
+            caption="../report/health_checks.rst",
+            labels={"table": "health_checks"},
+        ),
         md=f"{TABLES}/health_checks.md",
-    params:
-        classifiers=EXP.classifiers(),
-        segmenters=list(EXP.table5_models().values()),
-        code=script_code("health_checks"),
-    threads: 1
-    resources:
-        **job_resources(config, "health_checks", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/health_checks.log",
     benchmark:
         f"{R}/benchmarks/tables/health_checks.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "health_checks", mem_mb=1000, runtime=30),
+    params:
+        classifiers=EXP.classifiers(),
+        segmenters=list(EXP.table5_models().values()),
+        code=script_code("health_checks"),
     script:
         "../workflow_scripts/health_checks.py"
 
@@ -107,17 +112,16 @@ rule fig3_heatmap:
     input:
         f"{TABLES}/fig3_lambda_damp.csv",
     output:
-        report(f"{R}/figures/fig3_lambda_damp.png", category="Stage 3: segmentation",
-               caption="../report/fig3.rst"),
-    params:
-        code=script_code("fig3_heatmap"),
-    threads: 1
-    resources:
-        **job_resources(config, "fig3_heatmap", mem_mb=1000, runtime=30),
+        report(f"{R}/figures/fig3_lambda_damp.png", category="Stage 3: segmentation", caption="../report/fig3.rst"),
     log:
         f"{R}/logs/fig3_heatmap.log",
     benchmark:
         f"{R}/benchmarks/fig3_heatmap.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "fig3_heatmap", mem_mb=1000, runtime=30),
+    params:
+        code=script_code("fig3_heatmap"),
     script:
         "../workflow_scripts/fig3_heatmap.py"
 
@@ -128,17 +132,17 @@ rule report:
         all_targets(),
     output:
         f"{R}/report.html",
-    params:
-        snakefile=workflow.main_snakefile,
-        config=config,
-        targets=all_targets(),
-    threads: 1
-    resources:
-        **job_resources(config, "report", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/report.log",
     benchmark:
         f"{R}/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "report", mem_mb=1000, runtime=30),
+    params:
+        snakefile=workflow.main_snakefile,
+        config=config,
+        targets=all_targets(),
     script:
         "../workflow_scripts/report.py"
 
@@ -148,22 +152,26 @@ rule seed_table:
     input:
         lambda wc: [seed_table_csv(s, wc.table) for s in config["seeds"]],
     output:
-        csv=report(f"{TABLES}/seeds/{{table}}.csv", category="Tables over seeds",
-                   caption="../report/seed_table.rst", labels={"table": "{table}"}),
+        csv=report(
+            f"{TABLES}/seeds/{{table}}.csv",
+            category="Tables over seeds",
+            caption="../report/seed_table.rst",
+            labels={"table": "{table}"},
+        ),
         md=f"{TABLES}/seeds/{{table}}.md",
-    params:
-        seeds=config["seeds"],
-        title=lambda wc: f"{tables.TABLE_SPECS[wc.table].caption}, mean ± sd over seeds {config['seeds']}",
-        code=script_code("seed_table"),
+    log:
+        f"{R}/logs/tables/seeds/{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/tables/seeds/{{table}}.tsv"
     wildcard_constraints:
         table="|".join(CLAIM_TABLES),
     threads: 1
     resources:
         **job_resources(config, "seed_table", mem_mb=1000, runtime=30),
-    log:
-        f"{R}/logs/tables/seeds/{{table}}.log",
-    benchmark:
-        f"{R}/benchmarks/tables/seeds/{{table}}.tsv"
+    params:
+        seeds=config["seeds"],
+        title=lambda wc: f"{tables.TABLE_SPECS[wc.table].caption}, mean ± sd over seeds {config['seeds']}",
+        code=script_code("seed_table"),
     script:
         "../workflow_scripts/seed_table.py"
 
@@ -175,19 +183,20 @@ rule claims:
         tables=seed_tables(config["seeds"][0]),
         further_seeds=[f for s in FURTHER_SEEDS for f in seed_tables(s)],
     output:
-        csv=report(f"{TABLES}/claims.csv", category="Tables", caption="../report/claims.rst",
-                   labels={"table": "claims"}),
+        csv=report(
+            f"{TABLES}/claims.csv", category="Tables", caption="../report/claims.rst", labels={"table": "claims"}
+        ),
         md=f"{TABLES}/claims.md",
-    params:
-        published={t: published_results(t) for t in CLAIM_TABLES},  # shown whatever show_paper_results
-        seeds=config["seeds"],
-        code=script_code("claims"),
-    threads: 1
-    resources:
-        **job_resources(config, "claims", mem_mb=1000, runtime=30),
     log:
         f"{R}/logs/tables/claims.log",
     benchmark:
         f"{R}/benchmarks/tables/claims.tsv"
+    threads: 1
+    resources:
+        **job_resources(config, "claims", mem_mb=1000, runtime=30),
+    params:
+        published={t: published_results(t) for t in CLAIM_TABLES},  # shown whatever show_paper_results
+        seeds=config["seeds"],
+        code=script_code("claims"),
     script:
         "../workflow_scripts/claims.py"

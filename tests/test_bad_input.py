@@ -489,7 +489,8 @@ coco_case("polygon infinite", lambda d: json.dumps(d).replace("[[1, 2, 6, 2, 6, 
 coco_case("polygon coordinate 10**400", lambda d: json.dumps(d).replace("[[1, 2, 6, 2, 6, 6, 1, 6]]",
                                                                        "[[1, 2, 6, 2, 6, 1" + "0" * 400 + ", 1, 6]]"),
           "annotation 1", "'segmentation[0]'", "finite coordinates")
-coco_case("bbox 10**400", lambda d: json.dumps(d).replace("[1.0, 2.0, 5.0, 4.0]", "[1.0, 2.0, 5.0, 4" + "0" * 400 + "]"),
+coco_case("bbox 10**400",
+          lambda d: json.dumps(d).replace("[1.0, 2.0, 5.0, 4.0]", "[1.0, 2.0, 5.0, 4" + "0" * 400 + "]"),
           "annotation 1", "'bbox'")
 coco_case("RLE size wrong", edit("annotations", 1, "segmentation", {"size": [16, 12], "counts": [0, 192]}),
           "annotation 2 (image 20)", "'segmentation.size'", "[16, 12]", "[12, 16]")

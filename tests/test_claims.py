@@ -97,7 +97,8 @@ def _seed_tables(bap: float, gap: float, nal_v1: float) -> dict[str, pd.DataFram
                                       "w/ Bootstrapping": 46.0, "w/ Lwce": 47.0},
                        "after CRF": {"Baseline": 49.0, "w/ Entropy Regularization": 52.0,
                                      "w/ Bootstrapping": 50.5, "w/ Lwce": 51.0}})
-    fig3 = pd.DataFrame({"lambda 0.05": {"damp 70": 46.0, "damp 3": 47.5}, "lambda 0.7": {"damp 70": 45.5, "damp 3": 44.0}})
+    fig3 = pd.DataFrame({"lambda 0.05": {"damp 70": 46.0, "damp 3": 47.5},
+                         "lambda 0.7": {"damp 70": 45.5, "damp 3": 44.0}})
     t4 = pd.DataFrame({"AP": {"BAP: Ycrf": 30.0, "BAP: Yret": 20.0}, "AP50": {"BAP: Ycrf": 1.0, "BAP: Yret": 99.0}})
     t9 = pd.DataFrame({"CAMs for u_c": {"BAP Ycrf": 80.0, "BAP Yret": 70.0},
                        "1 - u0 in place of u_c": {"BAP Ycrf": 77.0, "BAP Yret": 90.0}})

@@ -88,8 +88,10 @@ def test_overlay_only_changes_keys_of_the_paper_config():
     assert all(_get(merged, p) == _get(paper, p) for p in unchanged)
     # The shapes this test exists for stay the paper's.
     s1, v1, v2 = merged["stage1"], merged["stage3"]["arch"]["v1"], merged["stage3"]["arch"]["v2"]
-    assert (s1["backbone"]["width"], s1["crop_size"], s1["grid_size"], merged["stage3"]["crop_size"]) == (1.0, 321, 4, 321)
-    assert (v1["width"], v1["fc6_dilation"], v2["depth"], v2["width"], v2["aspp_rates"]) == (1.0, 12, 101, 1.0, [6, 12, 18, 24])
+    shapes = (s1["backbone"]["width"], s1["crop_size"], s1["grid_size"], merged["stage3"]["crop_size"])
+    assert shapes == (1.0, 321, 4, 321)
+    arch = (v1["width"], v1["fc6_dilation"], v2["depth"], v2["width"], v2["aspp_rates"])
+    assert arch == (1.0, 12, 101, 1.0, [6, 12, 18, 24])
     assert [spec["url"].rsplit("/", 1)[1] for spec in merged["dataset"]["download"].values()] == list(ARCHIVES.values())
     assert merged["dataset"]["source"] == "download" and merged["dataset"]["voc_test_archive"] is None
 

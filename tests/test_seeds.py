@@ -130,7 +130,8 @@ def test_seed_table_from_files_reads_our_columns(tmp_path):
 
 def test_per_seed_files_groups_by_seed():
     first = ["r/tables/t3.csv", "r/tables/t5.csv"]
-    further = ["r/seeds/1/tables/t3.csv", "r/seeds/1/tables/t5.csv", "r/seeds/2/tables/t3.csv", "r/seeds/2/tables/t5.csv"]
+    further = ["r/seeds/1/tables/t3.csv", "r/seeds/1/tables/t5.csv",
+               "r/seeds/2/tables/t3.csv", "r/seeds/2/tables/t5.csv"]
     groups = per_seed_files(first, further)
     assert groups == [{"t3": first[0], "t5": first[1]}, {"t3": further[0], "t5": further[1]},
                       {"t3": further[2], "t5": further[3]}]

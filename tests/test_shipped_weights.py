@@ -46,7 +46,8 @@ def test_shipped_weights_load_into_the_demo_backbones():
         assert meta["net"] == net and meta["val_accuracy"] > 0.5   # the pretraining learned
         if net == "vgg":
             b = config["stage1"]["backbone"]
-            model = build_backbone("vgg16", width=b["width"], batch_norm=b["batch_norm"], fc6_dilation=1, pretrained=None)
+            model = build_backbone("vgg16", width=b["width"], batch_norm=b["batch_norm"], fc6_dilation=1,
+                                   pretrained=None)
         else:
             a = config["stage3"]["arch"]["v2"]
             model = build_backbone("resnet", depth=a["depth"], width=a["width"], pretrained=None)

@@ -26,10 +26,11 @@ TABLES = ["table3_pseudo_labels", "table4_voc_to_coco", "table5_segmentation", "
 
 # Every rule the tiny config runs (synthetic data: no download, no voc_test).
 ALL_RULES = {
-    "synthesize", "build_train_aug", "box_masks", "pretrain_set", "pretrain_backbone", "train_classifier", "eval_classifier",
-    "pseudo_labels_shard", "merge_pseudo_labels", "figure_pseudo_labels", "coco_index", "coco_pseudo_labels_shard",
-    "coco_eval", "train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test",
-    "training_curve", "table", "box_fill_baseline", "stride_reference", "health_checks", "claims", "fig3_heatmap", "report",
+    "synthesize", "build_train_aug", "box_masks", "pretrain_set", "pretrain_backbone", "train_classifier",
+    "eval_classifier", "pseudo_labels_shard", "merge_pseudo_labels", "figure_pseudo_labels", "coco_index",
+    "coco_pseudo_labels_shard", "coco_eval", "train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter",
+    "archive_test", "training_curve", "table", "box_fill_baseline", "stride_reference", "health_checks", "claims",
+    "fig3_heatmap", "report",
 }
 # A segmenter retrained, and everything downstream of it.
 STAGE3 = {"train_segmenter", "predict_segmenter", "crf_segmenter", "eval_segmenter", "archive_test", "training_curve",
@@ -91,7 +92,8 @@ def test_every_table_is_built(finished_run):
                                                 "stride_reference_val.json").read_text())["miou"], 1)
     assert 40 < reference < 100
     v2_crf = health.loc["v2-ce_crf: val mIoU after CRF (%)", "value"]
-    assert v2_crf == pd.read_csv(tables / "table5_segmentation.csv", index_col=0).loc["w/ Ycrf (val)", "DeepLab-V2 (ours)"]
+    table5 = pd.read_csv(tables / "table5_segmentation.csv", index_col=0)
+    assert v2_crf == table5.loc["w/ Ycrf (val)", "DeepLab-V2 (ours)"]
     claims = pd.read_csv(tables / "claims.csv", index_col=0)
     assert claims.loc["C1", ["paper", "[Re]"]].tolist() == [3.1, 3.3]  # published deltas, whatever show_paper_results
     assert claims.loc["C1", "n seeds"] == 1
@@ -125,7 +127,8 @@ def test_rule_logs_show_progress(finished_run):
     # Under Snakemake stderr is not a terminal: no tqdm bar, but progress lines in the rule's log.
     logs = finished_run / "results" / "tiny" / "logs"
     train_log = (logs / "train_segmenter_v1-nal.log").read_text()
-    steps = re.findall(r"bana.progress: stage3 v1-nal: iteration (\d+)/4 \(\d+ %\), loss [0-9.]+, lr \S+, .*ETA", train_log)
+    steps = re.findall(r"bana.progress: stage3 v1-nal: iteration (\d+)/4 \(\d+ %\), loss [0-9.]+, lr \S+, .*ETA",
+                       train_log)
     assert steps == ["1", "2", "3", "4"], train_log
     assert "it/s]" not in train_log  # no bar
     shard_logs = [p.read_text() for p in logs.glob("pseudo_labels/*.log")]

@@ -139,4 +139,5 @@ class DeepLab(nn.Module):
                                  new_lr_mult=classifier_lr_mult)
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, num_classes={self.num_classes}, feat_dim={self.feat_dim}, temperature={self.temperature}"
+        return (f"arch={self.arch!r}, num_classes={self.num_classes}, feat_dim={self.feat_dim}, "
+                f"temperature={self.temperature}")
