@@ -24,7 +24,7 @@ include: "rules/common.smk"
 include: "rules/imagenet.smk"
 
 
-if OWN_DATA:  # a user's own boxes to masks (dataset.source: local): stages 1 and 2 only
+if OWN_DATA:  # a user's own boxes to masks (dataset.source: local): stages 1 and 2 (3 optional)
 
     include: "rules/own_data.smk"
 

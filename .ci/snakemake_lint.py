@@ -1,5 +1,5 @@
 """`snakemake --lint` over every rule the workflow can include: the paper's (demo and VOC 2012
-configs) and those of a user's own data (a four-image dataset made here).
+configs) and those of a user's own data, with its optional segmenter (a four-image dataset made here).
 
 One lint is let through, by decision: "Specify a conda environment or container for each rule".
 No conda can be installed where this project is tested, and an environment file nobody ran would
@@ -43,6 +43,7 @@ def own_data_config(tmp: Path) -> Path:
     root = write_voc_layout(synthetic_source(tmp / "src", n_images=4), tmp / "own")
     config = yaml.safe_load((REPO / "config" / "own_data.yaml").read_text())
     config["dataset"]["local"].update({"layout": "voc", "root": str(root), "split": "trainval"})
+    config["stage3"]["segmenter"] = "v1-nal"  # its optional stage-3 rules too
     path = tmp / "own_data.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

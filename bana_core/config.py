@@ -170,7 +170,8 @@ def _sorted(value):
 
 
 def _check_local(config: dict) -> None:
-    """A user's own data: stages 1 and 2 only, one seed, and the files the layout needs."""
+    """A user's own data: stages 1 and 2 (stage 3 only as one named segmenter), one seed, and the
+    files the layout needs."""
     local = config["dataset"].get("local")
     if not local:
         raise ConfigError("config key 'dataset.local' is required when dataset.source is 'local'")
@@ -182,12 +183,34 @@ def _check_local(config: dict) -> None:
         raise ConfigError("config key 'dataset.local.classes': the COCO layout's classes are its categories; "
                           "leave it out")
     if "stage3" in config:
-        raise ConfigError("config key 'stage3': a user's own data (dataset.source: local) runs stages 1 and 2 "
-                          "only; remove the block")
+        _check_own_segmenter(config["stage3"])
     if len(config["seeds"]) > 1:
         raise ConfigError("config key 'seeds': a user's own data runs one seed (set 'seed')")
     if config["stage1"]["backbone"].get("pretrained") == "pretrain":
         raise ConfigError("config key 'stage1.backbone.pretrained': 'pretrain' is the demo's synthetic "
+                          "pretraining; use imagenet, a path to a state dict, or null")
+
+
+def _check_own_segmenter(stage3: dict) -> None:
+    """A user's own data: stage 3 is one segmenter, named by ``stage3.segmenter`` (null: none)."""
+    from .experiments import parse_segmenter
+    from .loss_registry import LOSSES
+
+    name = stage3.get("segmenter")
+    if name is None:
+        return
+    try:
+        seg = parse_segmenter(name)
+    except ValueError:
+        seg = None
+    if seg is None or seg.loss not in LOSSES or seg.lam is not None:
+        raise ConfigError(f"config key 'stage3.segmenter': {name!r} is not <arch>-<loss> with arch v1 or v2 "
+                          f"and a loss of {', '.join(LOSSES)}")
+    if seg.full_supervision:
+        raise ConfigError(f"config key 'stage3.segmenter': {name!r} trains on ground-truth masks; your boxes "
+                          "give pseudo labels (use nal, ce_crf, ...)")
+    if stage3["arch"][seg.arch].get("pretrained") == "pretrain":
+        raise ConfigError(f"config key 'stage3.arch.{seg.arch}.pretrained': 'pretrain' is the demo's synthetic "
                           "pretraining; use imagenet, a path to a state dict, or null")
 
 
@@ -196,6 +219,9 @@ def _cross_checks(config: dict) -> None:
     if ds["source"] == "local":
         _check_local(config)
         return
+    if config["stage3"].get("segmenter") is not None:
+        raise ConfigError("config key 'stage3.segmenter' is for a user's own data (dataset.source: local); "
+                          "the paper's segmenters follow from its tables")
     if ds["source"] == "synthetic" and not ds.get("synthetic"):
         raise ConfigError("config key 'dataset.synthetic' is required when dataset.source is 'synthetic'")
     if ds["source"] == "download":

@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def segmenter_from_config(arch: str, arch_cfg: dict, *, temperature: float,
-                          pretrained: str | None = None) -> DeepLab:
-    """The DeepLab of one ``stage3.arch.<arch>`` config block (through the model registry)."""
-    kwargs = dict(num_classes=NUM_VOC_CLASSES, temperature=temperature, width=arch_cfg.get("width", 1.0),
+                          pretrained: str | None = None, num_classes: int = NUM_VOC_CLASSES) -> DeepLab:
+    """The DeepLab of one ``stage3.arch.<arch>`` config block (through the model registry);
+    ``num_classes`` counts the background (a user's own classes + 1)."""
+    kwargs = dict(num_classes=num_classes, temperature=temperature, width=arch_cfg.get("width", 1.0),
                   pretrained=pretrained)
     if arch == "v1":
         kwargs["batch_norm"] = arch_cfg.get("batch_norm", False)
@@ -49,7 +50,8 @@ def segmenter_from_config(arch: str, arch_cfg: dict, *, temperature: float,
 
 def segmenter_from_weights(path: Path, device: torch.device) -> DeepLab:
     state, meta = load_weights(path, device)
-    model = segmenter_from_config(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"])
+    model = segmenter_from_config(meta["arch"], meta["arch_cfg"], temperature=meta["temperature"],
+                                  num_classes=meta.get("num_classes", NUM_VOC_CLASSES))
     model.load_state_dict(state)
     return place_model(model, device).eval()
 
@@ -78,12 +80,13 @@ def training_items(seg: Segmenter, voc_root: Path, labels: Path) -> list[tuple[s
 
 def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index: Path, pretrained: str | None,
                     out: Path, work_dir: Path, device: torch.device, seed: int, workers: int = 0,
-                    progress: bool = True) -> list[dict]:
-    """Train one segmenter on ``label_index`` (see :func:`training_items`) and save its weights."""
+                    progress: bool = True, num_classes: int = NUM_VOC_CLASSES) -> list[dict]:
+    """Train one segmenter on ``label_index`` (see :func:`training_items`) and save its weights.
+    ``num_classes`` (background included) is kept in the weights' meta for prediction."""
     arch_cfg = stage3["arch"][seg.arch]
     torch.manual_seed(seed)
     model = segmenter_from_config(seg.arch, arch_cfg, temperature=stage3["temperature"],
-                                  pretrained=pretrained)
+                                  pretrained=pretrained, num_classes=num_classes)
     model = place_model(model, device)
     groups = model.param_groups(arch_cfg["lr"], stage3["weight_decay"], classifier_lr_mult=stage3["classifier_lr_mult"])
     optimizer = torch.optim.SGD(groups, lr=arch_cfg["lr"], momentum=stage3["momentum"])
@@ -93,7 +96,7 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
     items = training_items(seg, voc_root, label_index)
     dataset = PseudoLabelDataset(voc_root, items, train_transform(
         stage3["crop_size"], scale=tuple(aug["scale"]), jitter=aug["jitter"], hflip=aug["hflip"], mask_fill=255,
-        boxes=False), seed=seed)
+        boxes=False), seed=seed, num_classes=num_classes)
 
     def batches(start: int):
         sampler = IterationBatchSampler(len(dataset), arch_cfg["batch_size"], arch_cfg["iterations"], seed=seed,
@@ -117,6 +120,8 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
     history = train(model, optimizer, batches, step, spec, device)
     meta = {"arch": seg.arch, "arch_cfg": arch_cfg, "temperature": stage3["temperature"], "loss": seg.loss,
             "loss_settings": settings, "n_train_images": len(dataset)}
+    if num_classes != NUM_VOC_CLASSES:  # VOC weights keep the meta they always had
+        meta["num_classes"] = num_classes
     save_weights(out, model, meta)
     (work_dir / "checkpoint.pt").unlink(missing_ok=True)
     return history

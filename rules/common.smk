@@ -210,11 +210,17 @@ OWN_LOCAL = config["dataset"].get("local") or {}
 OWN_SCORED = OWN_LOCAL.get("masks", False)
 N_OWN_SHARDS = config["stage2"]["n_shards"]
 OWN_SHARDS = f"{R}/masks_shards"
+# stage3.segmenter (e.g. v1-nal): a DeepLab trained on both pseudo labels, its masks beside stage 2's
+OWN_SEGMENTER = (config.get("stage3") or {}).get("segmenter") if OWN_DATA else None
+OWN_SEG_DIR = f"{R}/segmenter"
 
 
 def own_targets():
-    """The masks, their overlay figure, and with ground truth the score table."""
+    """The masks, their overlay figure, with stage3.segmenter its masks, and with ground truth the
+    score table."""
     targets = [f"{R}/masks", f"{R}/figures/masks.png"]
+    if OWN_SEGMENTER:
+        targets.append(f"{R}/segmenter_masks")
     if OWN_SCORED:
         targets += [f"{TABLES}/own_masks.csv", f"{TABLES}/own_masks.md"]
     return targets
@@ -229,6 +235,18 @@ def own_source_files():
     ids = dict.fromkeys(split.read_text().split()) if split.is_file() else {}
     xmls = [f"{OWN_LOCAL['root']}/Annotations/{i}.xml" for i in ids if i.isprintable() and "/" not in i]
     return [str(split), *(x for x in xmls if Path(x).is_file())]
+
+
+def own_segmenter_shards():
+    """The segmenter's mask shards (none without stage3.segmenter)."""
+    return expand(f"{OWN_SEG_DIR}/shards/{{shard}}", shard=range(N_OWN_SHARDS)) if OWN_SEGMENTER else []
+
+
+def own_segmenter_pretrained():
+    """The stage-3 backbone's weights, as for the paper's segmenters (segmenter_pretrained)."""
+    arch = experiments.parse_segmenter(OWN_SEGMENTER).arch
+    block = config["stage3"]["arch"][arch]
+    return pretrained_input(block.get("pretrained"), "vgg" if arch == "v1" else "resnet", block.get("depth"))
 
 
 def own_pretrained():

@@ -19,6 +19,7 @@ from bana_core.config import validate_config
 from bana_core.data.own import OwnLayout, read_own_dataset, write_own_dataset
 from bana_core.data.voc import load_label
 from bana_core.errors import ConfigError, DataError
+from bana_core.train import load_weights
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 SHIPPED_VGG = ROOT / "bana_core" / "pretrained" / "demo" / "vgg.pt"
@@ -167,15 +168,28 @@ def template(**local) -> dict:
     return config
 
 
-def test_the_template_validates_without_stage3():
+def test_the_template_validates_with_stage3_off():
     config = validate_config(template(), SCHEMA)
-    assert config["dataset"]["source"] == "local" and "stage3" not in config
+    assert config["dataset"]["source"] == "local" and config["stage3"]["segmenter"] is None
     assert config["stage2"]["masks"] == "crf"
+    # the paper's segmenter settings, ready to switch on
+    paper = yaml.safe_load((ROOT / "config" / "voc2012.yaml").read_text())["stage3"]
+    assert config["stage3"]["arch"]["v1"] == paper["arch"]["v1"] and config["stage3"]["lam"] == paper["lam"]
+
+
+def with_segmenter(name: str, **arch_v1):
+    def edit(config):
+        config["stage3"]["segmenter"] = name
+        config["stage3"]["arch"]["v1"].update(arch_v1)
+    return edit
 
 
 @pytest.mark.parametrize("edit, key", [
-    (lambda c: c.update(stage3=yaml.safe_load((ROOT / "config" / "voc2012.yaml").read_text())["stage3"]),
-     "'stage3'"),
+    (with_segmenter("v3-nal"), "stage3.segmenter"),
+    (with_segmenter("v1-dice"), "stage3.segmenter"),
+    (with_segmenter("v1-nal-lam0.5-damp3"), "stage3.segmenter"),
+    (with_segmenter("v1-ce_gt"), "stage3.segmenter"),
+    (with_segmenter("v1-nal", pretrained="pretrain"), "stage3.arch.v1.pretrained"),
     (lambda c: c["dataset"]["local"].pop("root"), "dataset.local.root"),
     (lambda c: c["dataset"].update(local={"layout": "coco", "annotations": "a.json", "images": "i",
                                           "classes": ["x"]}), "dataset.local.classes"),
@@ -190,18 +204,33 @@ def test_a_wrong_local_config_names_the_key(edit, key):
         validate_config(config, SCHEMA)
 
 
-def test_the_paper_configs_still_need_stage3():
+def test_the_paper_configs_still_need_stage3_and_name_no_own_segmenter():
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     del config["stage3"]
     with pytest.raises(ConfigError, match="'stage3' is required"):
         validate_config(config, SCHEMA)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["stage3"]["segmenter"] = "v1-nal"
+    with pytest.raises(ConfigError, match=r"stage3\.segmenter' is for a user's own data"):
+        validate_config(config, SCHEMA)
+
+
+def test_the_template_without_a_stage3_block_validates():
+    config = template()
+    del config["stage3"]
+    assert "stage3" not in validate_config(config, SCHEMA)
 
 
 # --- end to end, as a user runs it ----------------------------------------------------------------------------
 
-def user_config(work: Path, local: dict, run: str) -> str:
+def user_config(work: Path, local: dict, run: str, segmenter: str | None = None) -> str:
     """The template as a user would fill it in, at a test's size (the package's demo backbone)."""
     config = template(**local)
+    config["stage3"]["segmenter"] = segmenter
+    config["stage3"]["arch"]["v1"].update(width=0.125, batch_norm=True, fc6_dilation=4, dropout=0.0,
+                                          pretrained=str(SHIPPED_VGG), lr=0.01, batch_size=4, iterations=30)
+    config["stage3"].update(crop_size=65, warmup=5, classifier_lr_mult=1, checkpoint_every=100,
+                            augment={"jitter": 0.1}, eval_scales=[1.0], eval_flip=False)
     config.update(run=run, device="cpu", gpus_per_job=0, train_threads=1)
     config["dataset"]["name"] = run
     config["stage1"].update(backbone={"width": 0.125, "batch_norm": True, "pretrained": str(SHIPPED_VGG)},
@@ -246,20 +275,32 @@ def test_own_boxes_to_masks_end_to_end(layout, source, tmp_path):
         ann, image_dir = write_coco_layout(source, tmp_path / "mine")
         local = coco_local(ann, image_dir)
         images = {im["id"]: Path(im["file_name"]).stem for im in json.loads(ann.read_text())["images"]}
-    configfile = user_config(work, local, f"own_{layout}")
+    # the VOC layout also trains the optional segmenter (stage3.segmenter) on both pseudo labels
+    segmenter = "v1-nal" if layout == "voc" else None
+    configfile = user_config(work, local, f"own_{layout}", segmenter=segmenter)
     run = work / "results" / f"own_{layout}"
 
+    stage3_rules = {"own_train_segmenter", "own_segmenter_shard", "own_segmenter_masks"} if segmenter else set()
     assert planned_rules(work, configfile=configfile) == {
-        "own_dataset", "own_train_classifier", "own_masks_shard", "own_masks", "own_scores", "own_overlay"}
+        "own_dataset", "own_train_classifier", "own_masks_shard", "own_masks", "own_scores", "own_overlay",
+        *stage3_rules}
     snakemake(work, configfile=configfile)
 
     masks_and_results_agree(run / "masks", images)
+    if segmenter:
+        masks_and_results_agree(run / "segmenter_masks", images)
+        _, meta = load_weights(run / "segmenter" / "model.pt")
+        assert meta["loss"] == "nal" and meta["num_classes"] == 1 + len(CLASSES)
+        assert meta["n_train_images"] == len(images)
     labels = (run / "masks" / "labels.txt").read_text().splitlines()
     assert labels[0] == "0 background" and {line.split(" ", 1)[1] for line in labels[1:]} <= set(CLASSES)
     assert Image.open(run / "figures" / "masks.png").size[0] > 100
     scores = pd.read_csv(run / "tables" / "own_masks.csv", index_col=0)
     metric = "mIoU" if layout == "voc" else "AP"
     assert scores.loc["BANA Y_crf", metric] > scores.loc["box fill", metric]  # the masks beat filling the boxes
+    if segmenter:  # scored beside them (how well it does at this size is measured, not asserted)
+        assert list(scores.index) == ["BANA Y_crf", segmenter, "box fill"]
+        assert 0 <= scores.loc[segmenter, metric] <= 100
     assert planned_rules(work, configfile=configfile) == set()  # a second run plans nothing
     if layout == "voc":  # an edited box rebuilds the layout and what follows from it
         xml = root / "Annotations" / f"{ids[0]}.xml"
@@ -285,3 +326,17 @@ def test_without_ground_truth_nothing_scores_and_bad_data_fails_in_one_line(sour
     assert errors and str(xml) in errors[0]
     assert "Traceback" not in (work / "data" / "logs" / "unscored" / "own_dataset.log").read_text()
     assert not (work / "data" / "unscored" / "own").exists()
+
+
+def test_a_segmenter_mask_stays_inside_the_boxes_of_its_class():
+    from bana_core.own_masks import keep_inside_boxes
+
+    label = np.zeros((6, 8), dtype=np.uint8)
+    label[1:5, 1:7] = 2          # class 2 spills over its box
+    label[0, 0] = 1              # class 1 with no box of its own
+    label[5, 7] = 2              # class 2 outside every box
+    boxes = np.array([[2, 1, 6, 5, 2], [0, 0, 2, 2, 3]])  # a class-2 box, a class-3 box
+    kept = keep_inside_boxes(label, boxes)
+    expected = np.zeros_like(label)
+    expected[1:5, 2:6] = 2
+    assert (kept == expected).all() and kept.dtype == np.uint8

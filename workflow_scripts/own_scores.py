@@ -8,7 +8,10 @@ from bana_core.tables import write_table
 
 
 def main(smk):
-    df = score_masks([Path(p) for p in smk.input.shards], Path(smk.input.dataset), smk.params.label)
+    methods = {f"BANA Y_{smk.params.label}": [Path(p) for p in smk.input.shards]}
+    if smk.params.segmenter:
+        methods[smk.params.segmenter] = [Path(p) for p in smk.input.segmenter_shards]
+    df = score_masks(methods, Path(smk.input.dataset))
     title = "Masks from your own boxes against the ground truth (%)"
     write_table(df, Path(smk.output.csv).with_suffix(""), title=title)
     logging.getLogger("bana").info("scores:\n%s", df.to_string())

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 
-from ..classes import VOC_CLASSES
+from ..classes import NUM_VOC_CLASSES, VOC_CLASSES
 from .voc import VocLayout, load_image, load_label, read_voc_xml
 
 
@@ -117,12 +117,13 @@ class PseudoLabelDataset(_SeededDataset):
     """Stage 3: image with its two pseudo labels (Y_crf, Y_ret), void = 255."""
 
     def __init__(self, voc_root: str | Path, items: Sequence[tuple[str, str, str]], transform: Callable | None,
-                 *, seed: int = 0):
-        """``items``: (image id, path of Y_crf PNG, path of Y_ret PNG)."""
+                 *, seed: int = 0, num_classes: int = NUM_VOC_CLASSES):
+        """``items``: (image id, path of Y_crf PNG, path of Y_ret PNG); labels below ``num_classes``."""
         self.layout = VocLayout(Path(voc_root))
         self.items = list(items)
         self.transform = transform
         self.seed = seed
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.items)
@@ -133,8 +134,10 @@ class PseudoLabelDataset(_SeededDataset):
         size = (image.shape[1], image.shape[0])
         sample = {
             "image": tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous()),
-            "y_crf": tv_tensors.Mask(torch.from_numpy(load_label(crf_path, expect_size=size))),
-            "y_ret": tv_tensors.Mask(torch.from_numpy(load_label(ret_path, expect_size=size))),
+            "y_crf": tv_tensors.Mask(torch.from_numpy(load_label(crf_path, expect_size=size,
+                                                                 num_classes=self.num_classes))),
+            "y_ret": tv_tensors.Mask(torch.from_numpy(load_label(ret_path, expect_size=size,
+                                                                 num_classes=self.num_classes))),
         }
         if self.transform is not None:
             sample = self.transform(sample)
