@@ -55,8 +55,9 @@ def box_results(label: np.ndarray, boxes: np.ndarray, coco_id: int, ann_ids: Seq
 
 
 class _ShardWriter:
-    """What a mask shard keeps of each image: its PNG, each box's RLE result, and with ground
-    truth what scoring needs (confusion matrices for the VOC layout, box-fill results for COCO)."""
+    """A mask shard's input and output per image: reads its boxes and pixels, keeps its PNG, each
+    box's RLE result, and with ground truth what scoring needs (confusion matrices for the VOC
+    layout, box-fill results for COCO)."""
 
     def __init__(self, own: OwnLayout, tmp: Path):
         self.own, self.tmp = own, tmp
@@ -64,6 +65,11 @@ class _ShardWriter:
         self.meters = {k: ConfusionMeter(len(own.class_names)) for k in ("masks", "box_fill")}
         self.results: list[dict] = []
         self.fill_results: list[dict] = []
+
+    def read(self, image_id: str):
+        """The image's boxes (its VOC annotation, with the user's classes) and its pixels."""
+        ann = read_voc_xml(self.own.voc.annotation_path(image_id), class_names=self.own.class_names)
+        return ann, load_image(self.own.voc.image_path(image_id), expect_size=(ann.width, ann.height))
 
     def add(self, image_id: str, ann, mask: np.ndarray) -> None:
         own, boxes = self.own, ann.boxes()
@@ -122,8 +128,7 @@ def masks_shard(*, model, dataset_dir: Path, image_ids: Sequence[str], cfg: dict
         writer = _ShardWriter(own, tmp)
         for image_id in track(image_ids, desc=f"masks {out_dir.name}", enabled=progress):
             t0 = time.perf_counter()
-            ann = read_voc_xml(own.voc.annotation_path(image_id), class_names=own.class_names)
-            image = load_image(own.voc.image_path(image_id), expect_size=(ann.width, ann.height))
+            ann, image = writer.read(image_id)
             t1 = time.perf_counter()
             feats = image_features(model, image, device)
             t2 = time.perf_counter()
@@ -171,8 +176,7 @@ def segmenter_shard(*, model_path: Path, dataset_dir: Path, image_ids: Sequence[
         writer = _ShardWriter(own, tmp)
         for image_id in track(image_ids, desc=f"segmenter masks {out_dir.name}", enabled=progress):
             t0 = time.perf_counter()
-            ann = read_voc_xml(own.voc.annotation_path(image_id), class_names=own.class_names)
-            image = load_image(own.voc.image_path(image_id), expect_size=(ann.width, ann.height))
+            ann, image = writer.read(image_id)
             t1 = time.perf_counter()
             logits = predict_logits(model, image, scales=scales, flip=flip, device=device).numpy()
             t2 = time.perf_counter()
