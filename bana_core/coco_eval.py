@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 AP_KEYS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 
 
+def class_pixels_in_boxes(label: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """bool [M, H, W]: pixel inside box m and labelled with box m's class (``boxes``: int [M, 5] =
+    x1, y1, x2, y2 exclusive, label)."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 5)
+    h, w = label.shape
+    x1, y1, x2, y2, cls = (boxes[:, i] for i in range(5))
+    ys, xs = np.arange(h), np.arange(w)
+    # [M,H,1] & [M,1,W] -> [M,H,W] box membership, then the class condition.
+    in_rows = (ys[None, :] >= y1[:, None]) & (ys[None, :] < y2[:, None])
+    in_cols = (xs[None, :] >= x1[:, None]) & (xs[None, :] < x2[:, None])
+    return in_rows[:, :, None] & in_cols[:, None, :] & (label[None] == cls[:, None, None])
+
+
 def instance_masks_from_label(label: np.ndarray, boxes: np.ndarray,
                               ann_ids: Sequence[int]) -> list[tuple[int, np.ndarray]]:
     """One (ann_id, bool mask H x W) per box, in box order.
@@ -46,15 +59,9 @@ def instance_masks_from_label(label: np.ndarray, boxes: np.ndarray,
     m = len(boxes)
     if m == 0:
         return []
-    h, w = label.shape
-    x1, y1, x2, y2, cls = (boxes[:, i] for i in range(5))
-    ys, xs = np.arange(h), np.arange(w)
-    # [M,H,1] & [M,1,W] -> [M,H,W] box membership, then the class condition.
-    in_rows = (ys[None, :] >= y1[:, None]) & (ys[None, :] < y2[:, None])
-    in_cols = (xs[None, :] >= x1[:, None]) & (xs[None, :] < x2[:, None])
-    member = in_rows[:, :, None] & in_cols[:, None, :] & (label[None] == cls[:, None, None])
+    member = class_pixels_in_boxes(label, boxes)
     # Rank boxes by (area, index); each pixel goes to its member box of lowest rank.
-    area = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
     order = np.lexsort((np.arange(m), area))
     rank = np.empty(m, np.int32 if m >= 2**15 else np.int16)  # small dtype: the stack is [M,H,W]
     rank[order] = np.arange(m)

@@ -19,7 +19,7 @@ from .crf import crf_label
 from .data.voc import VocLayout, load_image, load_label, read_voc_xml
 from .errors import DataError
 from .io import atomic_dir, atomic_path, read_json, save_label_png, write_json
-from .label_index import index_entry
+from .label_index import add_shard
 from .metrics import ConfusionMeter, per_class_json
 from .progress import progress as track
 
@@ -46,10 +46,7 @@ def merge_shards(shard_dirs: Sequence[Path], index_path: Path, eval_path: Path) 
     for d in shard_dirs:
         d = Path(d)
         meta = read_json(d / "meta.json")
-        for image_id in meta["ids"]:
-            if image_id in index:
-                raise DataError(d / "meta.json", f"image {image_id} already listed by another shard")
-            index[image_id] = index_entry(d, image_id, index_dir)
+        add_shard(index, d, meta["ids"], index_dir)
         for k, m in meters.items():
             m.add(ConfusionMeter.from_dict(meta["confusion"][k]))
         for k, v in meta.get("timings_s", {}).items():

@@ -21,6 +21,14 @@ def index_entry(shard_dir: Path, image_id: str, index_dir: Path) -> dict[str, st
     return {k: os.path.relpath(Path(shard_dir) / k / f"{image_id}.png", index_dir) for k in KINDS}
 
 
+def add_shard(index: dict[str, dict[str, str]], shard_dir: Path, image_ids, index_dir: Path) -> None:
+    """Enter a shard's images into ``index``; an image already listed by another shard is a DataError."""
+    for image_id in image_ids:
+        if image_id in index:
+            raise DataError(Path(shard_dir) / "meta.json", f"image {image_id} already listed by another shard")
+        index[image_id] = index_entry(shard_dir, image_id, index_dir)
+
+
 def read_pseudo_label_index(index_path: str | Path) -> dict[str, dict[str, Path]]:
     """``{image_id: {"crf": path, "ret": path}}`` from a merged ``index.json``, paths resolved."""
     index_path = Path(index_path)

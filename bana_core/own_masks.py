@@ -4,9 +4,9 @@ A shard writes, into a folder renamed into place when complete: ``png/<id>.png``
 pseudo label, Y_crf or Y_ret, as a VOC palette PNG: label k = class k, 0 background),
 ``results.json`` (COCO results: one RLE mask per box, with its ``category_id``, ``bbox`` and
 ``score``), and ``meta.json`` (its ids, timings and, with ground truth, what scoring needs).
-A stage-2 shard also keeps both pseudo labels (``crf/``, ``ret/``): with ``stage3.segmenter``
-set, a DeepLab is trained on them (``write_label_index`` + ``bana_core.stage3``) and
-``segmenter_shard`` writes its masks in the same form. ``merge_masks`` gathers the shards into
+With ``stage3.segmenter`` set, a stage-2 shard also keeps both pseudo labels (``crf/``,
+``ret/``), a DeepLab is trained on them and writes its masks with the same ``ShardWriter``
+(``bana_core.own_segmenter``). ``merge_masks`` gathers the shards into
 the folder a user reads; ``score_masks`` scores them against the user's ground truth beside the
 box-fill baseline.
 """
@@ -26,22 +26,18 @@ import pandas as pd
 import torch
 
 from .coco_eval import AP_KEYS, encode_results, evaluate_segm, instance_masks_from_label
-from .crf import crf_label
 from .data.own import OwnLayout
 from .data.voc import load_image, load_label, read_voc_xml
 from .errors import DataError
 from .evaluation import box_fill_label
 from .io import atomic_dir, read_json, save_label_png, write_json, write_text
-from .label_index import index_entry
+from .label_index import KINDS
 from .metrics import ConfusionMeter
 from .progress import progress as track
 from .pseudo_labels import pseudo_label_parts
 from .stage2 import image_features
 
 log = logging.getLogger(__name__)
-
-LABELS = ("crf", "ret")
-
 
 def box_results(label: np.ndarray, boxes: np.ndarray, coco_id: int, ann_ids: Sequence[int],
                 category_of_label: dict[int, int]) -> list[dict]:
@@ -54,7 +50,7 @@ def box_results(label: np.ndarray, boxes: np.ndarray, coco_id: int, ann_ids: Seq
     return results
 
 
-class _ShardWriter:
+class ShardWriter:
     """A mask shard's input and output per image: reads its boxes and pixels, keeps its PNG, each
     box's RLE result, and with ground truth what scoring needs (confusion matrices for the VOC
     layout, box-fill results for COCO)."""
@@ -98,34 +94,21 @@ class _ShardWriter:
         return meta
 
 
-def keep_inside_boxes(label: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """``label`` with every pixel that lies outside all boxes of its class set to background: a
-    segmenter sees no boxes, but the user's masks are instance masks of the user's boxes."""
-    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 5)
-    h, w = label.shape
-    ys, xs = np.arange(h), np.arange(w)
-    in_rows = (ys[None, :] >= boxes[:, 1, None]) & (ys[None, :] < boxes[:, 3, None])  # [M, H]
-    in_cols = (xs[None, :] >= boxes[:, 0, None]) & (xs[None, :] < boxes[:, 2, None])  # [M, W]
-    member = in_rows[:, :, None] & in_cols[:, None, :] & (label[None] == boxes[:, 4, None, None])
-    return np.where(member.any(0), label, 0).astype(label.dtype)
-
-
-def _check_classes(dataset_dir: Path, own: OwnLayout, known: Sequence[str] | None, what: str) -> None:
-    if known is not None and tuple(known) != own.class_names:
-        raise DataError(dataset_dir, f"the {what} knows {list(known)[1:]}, the dataset {list(own.class_names)[1:]}")
-
-
 def masks_shard(*, model, dataset_dir: Path, image_ids: Sequence[str], cfg: dict, out_dir: Path,
-                device: torch.device, progress: bool = True) -> dict:
+                device: torch.device, keep_labels: bool = False, progress: bool = True) -> dict:
     """Masks of one shard (module docstring). ``cfg``: stage 2's ``grid_size``, ``bg_threshold``,
-    ``crf`` and ``masks`` (which pseudo label: crf | ret). Both pseudo labels are also kept, as
-    ``crf/<id>.png`` and ``ret/<id>.png``, for a segmenter trained on them (``segmenter_shard``)."""
+    ``crf`` and ``masks`` (which pseudo label: crf | ret). ``keep_labels`` also keeps both pseudo
+    labels, as ``crf/<id>.png`` and ``ret/<id>.png``, for a segmenter trained on them
+    (``bana_core.own_segmenter``)."""
     own = OwnLayout.open(dataset_dir)
-    _check_classes(dataset_dir, own, getattr(model, "class_names", None), "classifier")
+    names = own.class_names
+    if tuple(getattr(model, "class_names", names)) != names:
+        raise DataError(dataset_dir, f"the classifier knows {list(model.class_names)[1:]}, the dataset "
+                                     f"{list(names)[1:]}")
     weight = model.classifier_weight.detach().float().cpu()
     timings = {"features": 0.0, "labels": 0.0, "io": 0.0}
     with atomic_dir(out_dir) as tmp:
-        writer = _ShardWriter(own, tmp)
+        writer = ShardWriter(own, tmp)
         for image_id in track(image_ids, desc=f"masks {out_dir.name}", enabled=progress):
             t0 = time.perf_counter()
             ann, image = writer.read(image_id)
@@ -135,61 +118,22 @@ def masks_shard(*, model, dataset_dir: Path, image_ids: Sequence[str], cfg: dict
             parts = pseudo_label_parts(image, feats, weight, ann.boxes(), grid_size=cfg["grid_size"],
                                        bg_threshold=cfg["bg_threshold"], crf=tuple(cfg["crf"]))
             t3 = time.perf_counter()
-            for kind in LABELS:
-                save_label_png(tmp / kind / f"{image_id}.png", parts[f"y_{kind}"])
             writer.add(image_id, ann, parts[f"y_{cfg['masks']}"])
+            if keep_labels:  # the chosen label is the PNG just written: linked, not encoded again
+                for kind in KINDS:
+                    kept = tmp / kind / f"{image_id}.png"
+                    kept.parent.mkdir(exist_ok=True)
+                    if kind == cfg["masks"]:
+                        link_or_copy(tmp / "png" / f"{image_id}.png", kept)
+                    else:
+                        save_label_png(kept, parts[f"y_{kind}"])
             timings["io"] += (t1 - t0) + (time.perf_counter() - t3)
             timings["features"] += t2 - t1
             timings["labels"] += t3 - t2
         return writer.finish(image_ids, timings)
 
 
-def write_label_index(shard_dirs: Sequence[Path], index_path: Path) -> int:
-    """The pseudo-label index (``bana_core.label_index``) of the mask shards' Y_crf and Y_ret, for
-    training a segmenter on them; returns the number of images."""
-    index_dir = Path(index_path).parent
-    index: dict[str, dict[str, str]] = {}
-    for d in map(Path, shard_dirs):
-        for image_id in read_json(d / "meta.json")["ids"]:
-            index[image_id] = index_entry(d, image_id, index_dir)
-    write_json(index_path, index)
-    return len(index)
-
-
-def segmenter_shard(*, model_path: Path, dataset_dir: Path, image_ids: Sequence[str], scales: Sequence[float],
-                    flip: bool, crf: Sequence[float], out_dir: Path, device: torch.device,
-                    progress: bool = True) -> dict:
-    """Stage 3's masks of one shard: the trained segmenter's prediction (``scales`` and ``flip``
-    averaged) refined by DenseCRF (``crf``), kept inside the boxes of each pixel's class
-    (``keep_inside_boxes``), written as ``masks_shard`` writes its own."""
-    from scipy.special import softmax
-
-    from .stage3 import predict_logits, segmenter_from_weights
-
-    own = OwnLayout.open(dataset_dir)
-    model = segmenter_from_weights(model_path, device)
-    if model.num_classes != len(own.class_names):
-        raise DataError(model_path, f"the segmenter has {model.num_classes} labels, the dataset "
-                                    f"{len(own.class_names)} (background included)")
-    timings = {"predict": 0.0, "crf": 0.0, "io": 0.0}
-    with atomic_dir(out_dir) as tmp:
-        writer = _ShardWriter(own, tmp)
-        for image_id in track(image_ids, desc=f"segmenter masks {out_dir.name}", enabled=progress):
-            t0 = time.perf_counter()
-            ann, image = writer.read(image_id)
-            t1 = time.perf_counter()
-            logits = predict_logits(model, image, scales=scales, flip=flip, device=device).numpy()
-            t2 = time.perf_counter()
-            mask = crf_label(image, softmax(logits, axis=0), params=tuple(crf)).astype(np.uint8)
-            t3 = time.perf_counter()
-            writer.add(image_id, ann, keep_inside_boxes(mask, ann.boxes()))
-            timings["io"] += (t1 - t0) + (time.perf_counter() - t3)
-            timings["predict"] += t2 - t1
-            timings["crf"] += t3 - t2
-        return writer.finish(image_ids, timings)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)  # same file system: no second copy of every mask
     except OSError:
@@ -210,7 +154,7 @@ def merge_masks(shard_dirs: Sequence[Path], dataset_dir: Path, out_dir: Path) ->
             ids += meta["ids"]
             results += read_json(d / "results.json")
             for image_id in meta["ids"]:
-                _link_or_copy(d / "png" / f"{image_id}.png", tmp / "png" / f"{image_id}.png")
+                link_or_copy(d / "png" / f"{image_id}.png", tmp / "png" / f"{image_id}.png")
         if sorted(ids) != sorted(own.image_ids):
             raise DataError(shard_dirs[0].parent, f"the shards list {len(ids)} images, the dataset "
                                                   f"{len(own.image_ids)}")
@@ -230,20 +174,22 @@ def score_masks(methods: Mapping[str, Sequence[Path]], dataset_dir: Path) -> pd.
     from pycocotools.coco import COCO
 
     own = OwnLayout.open(dataset_dir)
-    first = list(next(iter(methods.values())))
-    rows_of = [(name, [Path(d) for d in dirs], "masks", "results.json") for name, dirs in methods.items()]
-    rows_of.append(("box fill", [Path(d) for d in first], "box_fill", "results_box_fill.json"))
+    methods = {name: [Path(d) for d in dirs] for name, dirs in methods.items()}
+    first = next(iter(methods.values()))
+    metas = {d: read_json(d / "meta.json") for dirs in methods.values() for d in dirs}
+    rows_of = [(name, dirs, "masks", "results.json") for name, dirs in methods.items()]
+    rows_of.append(("box fill", first, "box_fill", "results_box_fill.json"))
     if own.info["layout"] == "voc":
         rows = []
         for method, dirs, key, _ in rows_of:
             meter = ConfusionMeter(len(own.class_names))
             for d in dirs:
-                meter.add(ConfusionMeter.from_dict(read_json(d / "meta.json")["confusion"][key]))
+                meter.add(ConfusionMeter.from_dict(metas[d]["confusion"][key]))
             miou, per_class = meter.miou()
             rows.append({"masks": method, "mIoU": 100 * miou, "pixel accuracy": 100 * meter.pixel_accuracy(),
                          **{c: 100 * v for c, v in zip(own.class_names, per_class, strict=True)}})
         return pd.DataFrame(rows).set_index("masks")
-    ids = [own.info["images"][i]["coco_id"] for d in first for i in read_json(Path(d) / "meta.json")["ids"]]
+    ids = [own.info["images"][i]["coco_id"] for d in first for i in metas[d]["ids"]]
     gt = COCO(str(own.root / "instances.json"))
     rows = []
     for method, dirs, _, fname in rows_of:

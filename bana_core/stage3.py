@@ -119,9 +119,7 @@ def train_segmenter(*, seg: Segmenter, stage3: dict, voc_root: Path, label_index
                      log_csv=work_dir / "train_log.csv", progress=progress, desc=f"stage3 {seg.name}")
     history = train(model, optimizer, batches, step, spec, device)
     meta = {"arch": seg.arch, "arch_cfg": arch_cfg, "temperature": stage3["temperature"], "loss": seg.loss,
-            "loss_settings": settings, "n_train_images": len(dataset)}
-    if num_classes != NUM_VOC_CLASSES:  # VOC weights keep the meta they always had
-        meta["num_classes"] = num_classes
+            "loss_settings": settings, "n_train_images": len(dataset), "num_classes": num_classes}
     save_weights(out, model, meta)
     (work_dir / "checkpoint.pt").unlink(missing_ok=True)
     return history

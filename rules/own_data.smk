@@ -69,6 +69,7 @@ rule own_masks_shard:
         gpu=GPUS,
     params:
         stage2=rule_params.own_masks(config),
+        keep_labels=bool(OWN_SEGMENTER),  # both pseudo labels, for the segmenter
         n_shards=N_OWN_SHARDS,
         device=config["device"],
         code=script_code("own_masks_shard"),

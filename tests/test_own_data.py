@@ -329,7 +329,7 @@ def test_without_ground_truth_nothing_scores_and_bad_data_fails_in_one_line(sour
 
 
 def test_a_segmenter_mask_stays_inside_the_boxes_of_its_class():
-    from bana_core.own_masks import keep_inside_boxes
+    from bana_core.own_segmenter import keep_inside_boxes
 
     label = np.zeros((6, 8), dtype=np.uint8)
     label[1:5, 1:7] = 2          # class 2 spills over its box

@@ -15,7 +15,7 @@ def main(smk):
     ids = shard_ids(OwnLayout.open(dataset).image_ids, int(smk.wildcards.shard), smk.params.n_shards)
     model = classifier_from_weights(Path(smk.input.model[0]), device)
     masks_shard(model=model, dataset_dir=dataset, image_ids=ids, cfg=smk.params.stage2, out_dir=Path(smk.output[0]),
-                device=device)
+                device=device, keep_labels=smk.params.keep_labels)
 
 
 run_script(snakemake, main)  # noqa: F821

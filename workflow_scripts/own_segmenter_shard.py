@@ -4,7 +4,7 @@ from pathlib import Path
 from bana_core.data.own import OwnLayout
 from bana_core.devices import resolve_device
 from bana_core.evaluation import shard_ids
-from bana_core.own_masks import segmenter_shard
+from bana_core.own_segmenter import segmenter_shard
 from bana_core.script_runner import run_script
 
 

@@ -5,7 +5,7 @@ from bana_core.data.own import OwnLayout
 from bana_core.devices import resolve_device
 from bana_core.experiments import parse_segmenter
 from bana_core.models.weights import resolve_pretrained
-from bana_core.own_masks import write_label_index
+from bana_core.own_segmenter import write_label_index
 from bana_core.script_runner import run_script
 from bana_core.stage3 import train_segmenter
 
